@@ -1,0 +1,3 @@
+"""segbench: a benchmark of compression methods on semantic-segmentation models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,286 @@
+"""The artifact a run exports: the bytes `size_bytes` measures, and what `verify` reloads.
+
+A model's state is a dict of tensors. Each tensor is held as an `EncodedTensor`: an
+encoding name (how the blobs become a tensor again: `dense`, or one a method registers,
+such as a sparse bitmask or a codebook) and named `Blob`s, each with a codec (`raw`, or
+one a method registers, such as Huffman) that turns its stored bytes back into the
+blob's bytes. Pipeline stages transform this dict in order, so `prune+kmeans+huffman`
+composes without any stage knowing the others.
+
+A model whose tensors are all dense and raw is written as plain safetensors (what the
+dense fp32 size means). Anything else goes into the segbench container:
+
+    b"SEGBENCH" | u32 format version | u64 header length | header (UTF-8 JSON) | payload
+
+The header names the model (zoo name, kwargs, classes), the pipeline stages with their
+configs and metadata (so a stage can rebuild structure, e.g. pruned channels, before the
+state loads), and for every tensor its encoding and its blobs' offsets, lengths, codecs
+and CRC32s. No pickle anywhere; a truncated or corrupted file raises `ArtifactError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.registry import Registry
+
+MAGIC = b"SEGBENCH"
+FORMAT_VERSION = 1
+_HEAD = struct.Struct("<8sIQ")
+_MAX_HEADER = 64 * 1024 * 1024
+
+
+class ArtifactError(ValueError):
+    """An artifact that cannot be read back: truncated, corrupted, or of unknown format."""
+
+
+_DTYPES = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float64": torch.float64,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "int16": torch.int16,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
+    "bool": torch.bool,
+}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    for k, v in _DTYPES.items():
+        if v == dtype:
+            return k
+    raise ArtifactError(f"unsupported tensor dtype {dtype}; supported: {', '.join(_DTYPES)}")
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise ArtifactError(f"unknown dtype {name!r} in artifact") from None
+
+
+@dataclass
+class Blob:
+    """Bytes plus how they were coded. `params` are JSON-able codec parameters."""
+
+    data: bytes
+    codec: str = "raw"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EncodedTensor:
+    encoding: str
+    shape: tuple[int, ...]
+    dtype: str  # dtype of the decoded tensor
+    params: dict[str, Any] = field(default_factory=dict)  # JSON-able encoding parameters
+    blobs: dict[str, Blob] = field(default_factory=dict)
+
+
+# encoding name -> decode(EncodedTensor with raw blob bytes) -> torch.Tensor
+ENCODINGS: Registry[Callable[[EncodedTensor, dict[str, bytes]], torch.Tensor]] = Registry("encoding")
+# codec name -> decode(data, params) -> bytes
+CODECS: Registry[Callable[[bytes, dict[str, Any]], bytes]] = Registry("codec")
+
+
+def register_encoding(name: str):
+    def deco(fn):
+        ENCODINGS.add(name, fn)
+        return fn
+
+    return deco
+
+
+def register_codec(name: str):
+    def deco(fn):
+        CODECS.add(name, fn)
+        return fn
+
+    return deco
+
+
+@register_codec("raw")
+def _raw(data: bytes, params: dict[str, Any]) -> bytes:
+    return data
+
+
+def dense(t: torch.Tensor) -> EncodedTensor:
+    t = t.detach().cpu().contiguous()
+    if t.dtype == torch.bfloat16:
+        data = t.view(torch.int16).numpy().tobytes()
+    else:
+        data = t.numpy().tobytes()
+    return EncodedTensor("dense", tuple(t.shape), dtype_name(t.dtype), blobs={"data": Blob(data)})
+
+
+@register_encoding("dense")
+def _decode_dense(et: EncodedTensor, blobs: dict[str, bytes]) -> torch.Tensor:
+    dt = torch_dtype(et.dtype)
+    raw = blobs["data"]
+    n = int(np.prod(et.shape)) if et.shape else 1
+    if len(raw) != n * torch.empty(0, dtype=dt).element_size():
+        raise ArtifactError(f"dense tensor of shape {et.shape} has {len(raw)} bytes")
+    if dt == torch.bfloat16:
+        return torch.frombuffer(bytearray(raw), dtype=torch.int16).view(torch.bfloat16).reshape(et.shape)
+    return torch.frombuffer(bytearray(raw), dtype=dt).reshape(et.shape).clone()
+
+
+def encode_state(state: dict[str, torch.Tensor]) -> dict[str, EncodedTensor]:
+    return {k: dense(v) for k, v in state.items()}
+
+
+def decode_tensor(et: EncodedTensor) -> torch.Tensor:
+    raw = {}
+    for key, blob in et.blobs.items():
+        raw[key] = CODECS.get(blob.codec)(blob.data, blob.params)
+    t = ENCODINGS.get(et.encoding)(et, raw)
+    if tuple(t.shape) != tuple(et.shape):
+        raise ArtifactError(f"decoded tensor has shape {tuple(t.shape)}, header says {et.shape}")
+    return t
+
+
+def is_plain_dense(tensors: dict[str, EncodedTensor]) -> bool:
+    return all(
+        et.encoding == "dense" and all(b.codec == "raw" for b in et.blobs.values())
+        for et in tensors.values()
+    )
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_artifact(path: Path, header: dict[str, Any], tensors: dict[str, EncodedTensor]) -> Path:
+    """Write `tensors` with the model `header`; returns the path actually written
+    (`.safetensors` when every tensor is plain dense, `.sbz` otherwise)."""
+    path = Path(path)
+    if is_plain_dense(tensors):
+        from safetensors.torch import save
+
+        path = path.with_suffix(".safetensors")
+        state = {k: decode_tensor(et) for k, et in tensors.items()}
+        data = save(state, metadata={"segbench": json.dumps(header, sort_keys=True)})
+        _atomic_write(path, lambda f: f.write(data))
+        return path
+    path = path.with_suffix(".sbz")
+    entries, chunks, offset = [], [], 0
+    for name, et in tensors.items():
+        blobs = {}
+        for key, blob in et.blobs.items():
+            blobs[key] = {
+                "offset": offset,
+                "length": len(blob.data),
+                "crc32": zlib.crc32(blob.data),
+                "codec": blob.codec,
+                "params": blob.params,
+            }
+            chunks.append(blob.data)
+            offset += len(blob.data)
+        entries.append(
+            {"name": name, "encoding": et.encoding, "shape": list(et.shape), "dtype": et.dtype,
+             "params": et.params, "blobs": blobs}
+        )
+    head = json.dumps({**header, "tensors": entries, "payload_length": offset},
+                      sort_keys=True, separators=(",", ":")).encode()
+
+    def write(f):
+        f.write(_HEAD.pack(MAGIC, FORMAT_VERSION, len(head)))
+        f.write(head)
+        for c in chunks:
+            f.write(c)
+
+    _atomic_write(path, write)
+    return path
+
+
+def read_artifact(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Return (header, decoded state dict). Raises ArtifactError on any malformed input."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"artifact {path} does not exist")
+    data = path.read_bytes()
+    if path.suffix == ".safetensors" or not data.startswith(MAGIC):
+        return _read_safetensors(path, data)
+    if len(data) < _HEAD.size:
+        raise ArtifactError(f"{path}: truncated before the header ({len(data)} bytes)")
+    magic, version, hlen = _HEAD.unpack_from(data)
+    if version != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: format version {version}, this code reads {FORMAT_VERSION}")
+    if hlen > _MAX_HEADER or _HEAD.size + hlen > len(data):
+        raise ArtifactError(f"{path}: truncated or corrupt header (length {hlen})")
+    try:
+        header = json.loads(data[_HEAD.size : _HEAD.size + hlen].decode())
+        entries = header.pop("tensors")
+        payload_len = int(header.pop("payload_length"))
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ArtifactError(f"{path}: corrupt header ({e})") from None
+    payload = memoryview(data)[_HEAD.size + hlen :]
+    if len(payload) != payload_len:
+        raise ArtifactError(f"{path}: payload is {len(payload)} bytes, header says {payload_len}")
+    state = {}
+    for e in entries:
+        try:
+            blobs = {}
+            for key, b in e["blobs"].items():
+                off, ln = int(b["offset"]), int(b["length"])
+                if off < 0 or ln < 0 or off + ln > payload_len:
+                    raise ArtifactError(f"blob {key} lies outside the payload")
+                chunk = bytes(payload[off : off + ln])
+                if zlib.crc32(chunk) != b["crc32"]:
+                    raise ArtifactError(f"checksum mismatch in blob {key}")
+                blobs[key] = Blob(chunk, b["codec"], b.get("params", {}))
+            et = EncodedTensor(e["encoding"], tuple(int(s) for s in e["shape"]), e["dtype"],
+                               e.get("params", {}), blobs)
+            state[e["name"]] = decode_tensor(et)
+        except ArtifactError as err:
+            raise ArtifactError(f"{path}: tensor {e.get('name')!r}: {err}") from None
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+            raise ArtifactError(f"{path}: tensor {e.get('name')!r} cannot be decoded ({err})") from None
+    return header, state
+
+
+def _read_safetensors(path: Path, data: bytes):
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        n = struct.unpack_from("<Q", data)[0] if len(data) >= 8 else -1
+        if n < 0 or 8 + n > len(data):
+            raise ArtifactError(f"{path}: truncated safetensors file")
+        meta = json.loads(data[8 : 8 + n]).get("__metadata__", {})
+        header = json.loads(meta["segbench"])
+        state = load(data)
+    except ArtifactError:
+        raise
+    except (SafetensorError, KeyError, ValueError, UnicodeDecodeError, struct.error) as e:
+        raise ArtifactError(f"{path}: not a readable segbench artifact ({e})") from None
+    return header, state
+
+
+def state_bytes_dense(state: dict[str, torch.Tensor]) -> int:
+    """Size of `state` as dense safetensors, without writing it: the dense reference size."""
+    from safetensors.torch import save
+
+    return len(save({k: v.detach().cpu().contiguous() for k, v in state.items()}))

@@ -1,0 +1,173 @@
+"""The leaderboard: every ok run, grouped over seeds, beside the baseline it came from.
+
+One table per (dataset, budget), rows sorted by model then size. Differences are against
+the `none` run of the same model, dataset, budget and seed. Failed runs are listed with
+their reasons so a gap in the table is never silent.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from bench.records import atomic_write_text, iter_records
+from bench.spec import stable_hash
+
+
+def _group_key(rec: dict[str, Any]) -> str:
+    ident = dict(rec["config"])
+    ident.pop("seed", None)
+    ident.pop("label", None)
+    return stable_hash(ident)
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float]:
+    return (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def _config_label(rec: dict[str, Any]) -> str:
+    parts = []
+    for st in rec["config"].get("stages", []):
+        from bench.method import METHODS, config_label
+
+        try:
+            cls = METHODS.get(st["method"])
+            parts.append(config_label(cls.Config(**st.get("config", {}))))
+        except Exception:  # a record from a plugin that is no longer installed
+            parts.append(",".join(f"{k}={v}" for k, v in st.get("config", {}).items()))
+    return "; ".join(p for p in parts if p)
+
+
+def build_rows(results: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    records = list(iter_records(results))
+    ok = [r for r in records if r.get("status") == "ok"]
+    failed = [r for r in records if r.get("status") != "ok"]
+    by_id = {r["run_id"]: r for r in ok}
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in ok:
+        groups[_group_key(r)].append(r)
+    rows = []
+    for recs in groups.values():
+        r0 = recs[0]
+        m = [r["metrics"] for r in recs]
+        miou, miou_sd = _mean_std([x["miou"] for x in m])
+        deltas, speedups = [], []
+        for r in recs:
+            b = by_id.get(r.get("baseline_run_id"))
+            if b is not None:
+                deltas.append(r["metrics"]["miou"] - b["metrics"]["miou"])
+                speedups.append(b["metrics"]["latency_ms"] / r["metrics"]["latency_ms"])
+        base_madds = [by_id[r["baseline_run_id"]]["metrics"]["madds"] for r in recs
+                      if r.get("baseline_run_id") in by_id]
+        rows.append({
+            "dataset": r0["dataset"],
+            "budget": r0["budget"],
+            "model": r0["model"],
+            "method": r0.get("label", r0["method"]),
+            "config": _config_label(r0),
+            "seeds": len(recs),
+            "miou": miou,
+            "miou_std": miou_sd,
+            "delta_miou": statistics.fmean(deltas) if deltas else None,
+            "pixel_acc": statistics.fmean(x["pixel_acc"] for x in m),
+            "params": r0["metrics"]["params"],
+            "nonzero_params": r0["metrics"]["nonzero_params"],
+            "sparsity": statistics.fmean(x["sparsity"] for x in m),
+            "size_bytes": statistics.fmean(x["size_bytes"] for x in m),
+            "compression_ratio": statistics.fmean(x["compression_ratio"] for x in m),
+            "madds": r0["metrics"]["madds"],
+            "effective_madds": statistics.fmean(x["effective_madds"] for x in m),
+            "madds_ratio": (base_madds[0] / r0["metrics"]["madds"])
+            if base_madds and r0["metrics"]["madds"] else None,
+            "latency_ms": statistics.fmean(x["latency_ms"] for x in m),
+            "latency_iqr_ms": statistics.fmean(x["latency_iqr_ms"] for x in m),
+            "speedup": statistics.fmean(speedups) if speedups else None,
+            "runtime": r0["metrics"].get("runtime", "torch"),
+            "run_ids": " ".join(sorted(r["run_id"] for r in recs)),
+        })
+    rows.sort(key=lambda r: (r["dataset"], r["budget"], r["model"], r["method"] != "none",
+                             r["method"], -r["size_bytes"]))
+    return rows, failed
+
+
+def _fmt(v: Any, spec: str, empty: str = "–") -> str:
+    return empty if v is None else format(v, spec)
+
+
+def _md_row(r: dict[str, Any]) -> list[str]:
+    miou = f"{100 * r['miou']:.1f}"
+    if r["seeds"] > 1:
+        miou += f" ± {100 * r['miou_std']:.1f}"
+    return [
+        r["model"],
+        r["method"],
+        r["config"] or "",
+        str(r["seeds"]),
+        miou,
+        _fmt(None if r["delta_miou"] is None else 100 * r["delta_miou"], "+.1f"),
+        f"{100 * r['pixel_acc']:.1f}",
+        f"{r['params'] / 1e6:.3f}",
+        f"{100 * r['sparsity']:.1f}",
+        f"{r['size_bytes'] / 1e6:.3f}",
+        f"{r['compression_ratio']:.1f}×",
+        f"{r['madds'] / 1e9:.3f}",
+        f"{r['effective_madds'] / 1e9:.3f}",
+        _fmt(r["madds_ratio"], ".2f"),
+        f"{r['latency_ms']:.2f} ({r['latency_iqr_ms']:.2f})",
+        _fmt(r["speedup"], ".2f"),
+        r["runtime"],
+    ]
+
+
+HEADERS = ["model", "method", "config", "seeds", "mIoU %", "ΔmIoU", "pix acc %", "params M",
+           "sparsity %", "size MB", "ratio", "MAdds G", "eff. MAdds G", "MAdds ×",
+           "latency ms (IQR)", "speedup", "runtime"]
+
+
+def render_markdown(rows: list[dict[str, Any]], failed: list[dict[str, Any]]) -> str:
+    out = ["# segbench leaderboard", "",
+           "Generated by `python -m bench leaderboard` from `runs/*.json`; columns are "
+           "explained in the project README.", ""]
+    sections: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        sections[(r["dataset"], r["budget"])].append(r)
+    for (ds, bud), rs in sections.items():
+        out += [f"## dataset `{ds}`, budget `{bud}`", "",
+                tabulate([_md_row(r) for r in rs], headers=HEADERS, tablefmt="github",
+                         disable_numparse=True), ""]
+    if not rows:
+        out += ["No finished runs yet.", ""]
+    if failed:
+        out += ["## failed runs", ""]
+        out.append(tabulate(
+            [[f.get("model"), f.get("label", f.get("method")), f.get("dataset"),
+              f.get("budget"), f.get("seed"), f.get("run_id"),
+              (f.get("error") or "").splitlines()[0][:160] if f.get("error") else ""]
+             for f in failed],
+            headers=["model", "method", "dataset", "budget", "seed", "run id", "error"],
+            tablefmt="github"))
+        out.append("")
+    return "\n".join(out)
+
+
+def render_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return buf.getvalue()
+
+
+def write_leaderboard(results: Path) -> tuple[Path, Path]:
+    rows, failed = build_rows(results)
+    md, cs = Path(results) / "leaderboard.md", Path(results) / "leaderboard.csv"
+    atomic_write_text(md, render_markdown(rows, failed))
+    atomic_write_text(cs, render_csv(rows))
+    return md, cs

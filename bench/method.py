@@ -1,0 +1,337 @@
+"""The method plugin API: a small class with narrow hooks, in the shape of ShrinkBench
+strategies and Torch-Pruning pruners.
+
+The runner drives every method the same way:
+
+    model = baseline (trained once, cached)
+    for stage in pipeline:                    # `a+b+c`, or a single method
+        model = stage.compress(model, ctx)    # prune / replace layers / attach hooks
+        if stage.finetune_epochs(budget):     # shared training loop, the run's budget,
+            train(model, loss=stage.loss, on_step=stage.on_step)   # hooks of every stage so far
+    model = stage.finalize(model, ctx) for each stage   # bake masks, remove hooks
+    tensors = stage.encode(model, tensors, ctx) for each stage  # artifact encodings
+    artifact -> load_artifact -> evaluate and time the reloaded model
+
+A plugin overrides only the hooks it needs. Its configuration is a dataclass (`Config`)
+that `--set key=value` overrides; `version` is part of every run id, so bump it when a
+change alters results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import pkgutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+
+from bench.artifact import EncodedTensor
+from bench.registry import Registry, UnknownNameError
+
+if TYPE_CHECKING:
+    from bench.context import RunContext
+
+
+@dataclass
+class NoConfig:
+    """A method without settings."""
+
+
+class Method:
+    """Base class of compression methods. Subclasses are registered with `@register_method`."""
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str | None] = None  # `make bench METHOD=<family>` runs the family's sweep
+    version: ClassVar[int] = 1
+    Config: ClassVar[type] = NoConfig
+    # the configs a family run expands this method to (overrides of Config's defaults)
+    sweep: ClassVar[list[dict[str, Any]]] = [{}]
+
+    def __init__(self, config: Any | None = None):
+        self.config = config if config is not None else self.Config()
+
+    # -- compression ------------------------------------------------------------------
+    def compress(self, model: nn.Module, ctx: RunContext) -> nn.Module:
+        """Transform the trained model (prune, replace layers, attach hooks)."""
+        return model
+
+    def finetune_epochs(self, ctx: RunContext) -> int:
+        """Epochs of fine-tuning after `compress` (0: none). Default: none."""
+        return 0
+
+    def loss(self, ctx: RunContext, model: nn.Module, images: torch.Tensor,
+             targets: torch.Tensor, logits: torch.Tensor, task_loss: torch.Tensor) -> torch.Tensor:
+        """The training loss; distillation and regularisers replace or extend `task_loss`."""
+        return task_loss
+
+    def on_step(self, ctx: RunContext, model: nn.Module, step: int, total_steps: int) -> None:
+        """Called after every optimizer step of fine-tuning (pruning schedules, masks)."""
+
+    def finalize(self, model: nn.Module, ctx: RunContext) -> nn.Module:
+        """Make the model exportable: bake masks and reparametrisations, remove hooks."""
+        return model
+
+    # -- artifact ---------------------------------------------------------------------
+    def encode(self, model: nn.Module, tensors: dict[str, EncodedTensor],
+               ctx: RunContext | None) -> dict[str, EncodedTensor]:
+        """Re-encode the state tensors for storage (sparse, codebook, entropy coding...)."""
+        return tensors
+
+    def artifact_meta(self, model: nn.Module) -> dict[str, Any]:
+        """JSON-able facts `rebuild` needs to recreate the model's structure on load."""
+        return {}
+
+    def rebuild(self, model: nn.Module, meta: dict[str, Any]) -> nn.Module:
+        """Turn a freshly built zoo model into this stage's structure before weights load."""
+        return model
+
+    def predictor(self, model: nn.Module, artifact_path, ctx: RunContext) -> Callable | None:
+        """A runtime other than eager PyTorch (e.g. onnxruntime) used for evaluation and
+        latency: returns `f(images) -> logits` and sets `self.runtime`; None keeps PyTorch."""
+        return None
+
+    runtime: str = "torch"
+
+    # -- conformance (`python -m bench verify`) ----------------------------------------
+    def check(self, model: nn.Module, meta: dict[str, Any]) -> list[str]:
+        """Problems with the declared property on the loaded tensors (empty list: fine)."""
+        return []
+
+    def describe(self) -> str:
+        """A short label for the leaderboard, e.g. `sparsity=0.9`."""
+        return config_label(self.config)
+
+
+def config_label(config: Any) -> str:
+    if not dataclasses.is_dataclass(config):
+        return ""
+    d = dataclasses.asdict(config)
+    defaults = dataclasses.asdict(type(config)())
+    return ",".join(f"{k}={_fmt(v)}" for k, v in d.items() if v != defaults.get(k)) or ""
+
+
+def _fmt(v: Any) -> str:
+    return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+
+
+# -- registry ---------------------------------------------------------------------------
+
+def _load_plugins() -> None:
+    import methods
+
+    for mod in pkgutil.iter_modules(methods.__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"methods.{mod.name}")
+    for ep in entry_points(group="segbench.methods"):
+        try:
+            ep.load()
+        except ValueError:
+            pass  # already registered (the plugin was imported another way)
+
+
+METHODS: Registry[type[Method]] = Registry("method", loader=_load_plugins)
+PIPELINES: Registry[tuple[str, list[dict[str, Any]]]] = Registry("pipeline preset")
+
+
+def register_method(name: str, family: str | None = None):
+    """Class decorator: `@register_method("prune_unstructured", family="prune")`."""
+
+    def deco(cls: type[Method]) -> type[Method]:
+        if not (isinstance(cls, type) and issubclass(cls, Method)):
+            raise TypeError(f"@register_method({name!r}) must decorate a Method subclass")
+        cls.name = name
+        if family is not None:
+            cls.family = family
+        METHODS.add(name, cls)
+        return cls
+
+    return deco
+
+
+def register_pipeline(name: str, spec: str, configs: list[dict[str, Any]] | None = None,
+                      family: str | None = None) -> None:
+    """A named preset of a `+` pipeline, e.g. deep_compression = prune+kmeans+huffman."""
+    stages = spec.split("+")
+    configs = configs or [{} for _ in stages]
+    if len(configs) != len(stages):
+        raise ValueError(f"pipeline {name!r}: {len(stages)} stages but {len(configs)} configs")
+    PIPELINES.add(name, (spec, configs))
+    if family:
+        _PIPELINE_FAMILY[name] = family
+
+
+_PIPELINE_FAMILY: dict[str, str] = {}
+
+
+def families() -> dict[str, list[str]]:
+    """family name -> member methods and pipeline presets. Every method is at least the
+    family of itself (a method with no family is its own family)."""
+    out: dict[str, list[str]] = {}
+    for n in METHODS.names():
+        out.setdefault(METHODS.get(n).family or n, []).append(n)
+    for n, fam in _PIPELINE_FAMILY.items():
+        out.setdefault(fam, []).append(n)
+    return out
+
+
+# -- configs ----------------------------------------------------------------------------
+
+def _coerce(field_type: Any, value: Any, where: str) -> Any:
+    return value  # values arrive JSON-parsed; dataclass field types are documentation
+
+
+def make_config(cls: type[Method], overrides: dict[str, Any]) -> Any:
+    valid = {f.name for f in fields(cls.Config)}
+    bad = sorted(set(overrides) - valid)
+    if bad:
+        raise UnknownNameError(
+            f"method {cls.name!r} has no setting {', '.join(bad)}; valid settings: "
+            f"{', '.join(sorted(valid)) or '(none)'}"
+        )
+    return cls.Config(**overrides)
+
+
+@dataclass
+class Stage:
+    method: Method
+
+    @property
+    def name(self) -> str:
+        return self.method.name
+
+    def config_dict(self) -> dict[str, Any]:
+        c = self.method.config
+        return dataclasses.asdict(c) if dataclasses.is_dataclass(c) else {}
+
+
+@dataclass
+class Variant:
+    """One concrete method entry of a grid: a pipeline of configured stages."""
+
+    spec: str  # e.g. "prune_unstructured+kmeans"
+    label: str  # e.g. "deep_compression" or the spec
+    stage_overrides: list[dict[str, Any]]
+
+    def stages(self) -> list[Stage]:
+        out = []
+        for name, ov in zip(self.spec.split("+"), self.stage_overrides):
+            cls = METHODS.get(name)
+            out.append(Stage(cls(make_config(cls, ov))))
+        return out
+
+    def resolved(self) -> list[dict[str, Any]]:
+        return [{"method": s.name, "version": s.method.version, "config": s.config_dict()}
+                for s in self.stages()]
+
+    def describe(self) -> str:
+        parts = [s.method.describe() for s in self.stages()]
+        return "; ".join(p for p in parts if p)
+
+
+def _route_sets(spec: str, sets: dict[str, Any]) -> list[dict[str, Any]]:
+    """Assign `--set` keys to stages: `stage.field=v` names one, a bare `field=v` goes to
+    every stage that has the field (and is an error if none has it)."""
+    names = spec.split("+")
+    per = [dict() for _ in names]
+    for key, val in sets.items():
+        if "." in key:
+            stage, fld = key.split(".", 1)
+            if stage not in names:
+                raise UnknownNameError(
+                    f"--set {key}: {stage!r} is not a stage of {spec!r}; stages: {', '.join(names)}"
+                )
+            per[names.index(stage)][fld] = val
+            continue
+        hit = False
+        for i, n in enumerate(names):
+            if key in {f.name for f in fields(METHODS.get(n).Config)}:
+                per[i][key] = val
+                hit = True
+        if not hit:
+            valid = sorted({f.name for n in names for f in fields(METHODS.get(n).Config)})
+            raise UnknownNameError(
+                f"--set {key}: no stage of {spec!r} has that setting; valid: "
+                f"{', '.join(valid) or '(none)'}"
+            )
+    return per
+
+
+def expand_methods(spec: str, sets: dict[str, Any] | None = None) -> list[Variant]:
+    """Expand a METHOD string into grid variants.
+
+    `all` = every family; a family name = its members with their sweeps; a comma list =
+    the union; `a+b` = a pipeline; a preset name (e.g. `deep_compression`) = its pipeline.
+    `--set` overrides apply on top of every variant they fit.
+    """
+    sets = dict(sets or {})
+    fams = families()
+    out: list[Variant] = []
+    for item in [s.strip() for s in spec.split(",") if s.strip()]:
+        if item == "all":
+            names = [m for f in sorted(fams) for m in fams[f]]
+            out.extend(v for n in names for v in _expand_one(n, sets, sweep=True, lenient=True))
+        elif item in fams and not (item in METHODS and fams[item] == [item]):
+            out.extend(v for n in fams[item] for v in _expand_one(n, sets, sweep=True,
+                                                                  lenient=True))
+        else:
+            out.extend(_expand_one(item, sets, sweep=False, lenient=False))
+    if not out:
+        raise UnknownNameError(f"method spec {spec!r} names no methods")
+    seen, unique = set(), []
+    for v in out:
+        key = json.dumps([v.spec, v.stage_overrides], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            unique.append(v)
+    return unique
+
+
+def _expand_one(item: str, sets: dict[str, Any], sweep: bool, lenient: bool) -> list[Variant]:
+    if item in PIPELINES:
+        spec, base = PIPELINES.get(item)
+        label = item
+        bases = [[dict(c) for c in base]]
+    else:
+        for n in item.split("+"):
+            if n not in METHODS:
+                valid = sorted(set(METHODS.names()) | set(PIPELINES.names()) | set(families()))
+                raise UnknownNameError(
+                    f"unknown method {n!r}; valid choices: {', '.join(valid + ['all'])}"
+                )
+        spec, label = item, item
+        stages = item.split("+")
+        if sweep and len(stages) == 1:
+            bases = [[dict(s)] for s in METHODS.get(item).sweep]
+        else:
+            bases = [[{} for _ in stages]]
+    if sets:
+        try:
+            routed = _route_sets(spec, sets)
+        except UnknownNameError:
+            if lenient:  # a family-wide --set applies only to the members that have it
+                routed = [{} for _ in spec.split("+")]
+                for i, n in enumerate(spec.split("+")):
+                    names = {f.name for f in fields(METHODS.get(n).Config)}
+                    routed[i] = {k: v for k, v in sets.items() if k in names}
+            else:
+                raise
+        bases = [[{**b, **r} for b, r in zip(base, routed)] for base in bases]
+    variants = [Variant(spec, label, base) for base in bases]
+    for v in variants:
+        v.stages()  # validate configs now, not halfway through a grid
+    return variants
+
+
+def stages_from_record(resolved: Iterable[dict[str, Any]]) -> list[Stage]:
+    """Rebuild configured stages from a run record / artifact header."""
+    out = []
+    for r in resolved:
+        cls = METHODS.get(r["method"])
+        out.append(Stage(cls(cls.Config(**r.get("config", {})))))
+    return out

@@ -1,0 +1,63 @@
+"""Run records on disk: one JSON file per run, written atomically (temp file + rename),
+so a crash or Ctrl-C never leaves a half-written record and a re-run can trust every
+record it finds."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def runs_dir(results: Path) -> Path:
+    return Path(results) / "runs"
+
+
+def record_path(results: Path, run_id: str) -> Path:
+    return runs_dir(results) / f"{run_id}.json"
+
+
+def write_record(results: Path, record: dict[str, Any]) -> Path:
+    path = record_path(results, record["run_id"])
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def read_record(results: Path, run_id: str) -> dict[str, Any] | None:
+    path = record_path(results, run_id)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, OSError) as e:
+        print(f"warning: ignoring unreadable record {path}: {e}", file=sys.stderr)
+        return None
+
+
+def iter_records(results: Path) -> Iterator[dict[str, Any]]:
+    d = runs_dir(results)
+    if not d.is_dir():
+        return
+    for p in sorted(d.glob("*.json")):
+        try:
+            yield json.loads(p.read_text())
+        except (json.JSONDecodeError, OSError) as e:
+            print(f"warning: ignoring unreadable record {p}: {e}", file=sys.stderr)

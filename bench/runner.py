@@ -1,0 +1,214 @@
+"""Runs a grid of run specs: baselines first, resume from finished records, a failure
+recorded with its reason while the grid goes on, every record written atomically."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from bench import __version__
+from bench.artifact import state_bytes_dense
+from bench.complexity import count_madds
+from bench.context import RunContext
+from bench.export import export_model, load_model
+from bench.latency import measure_latency
+from bench.method import stages_from_record
+from bench.records import read_record, write_record
+from bench.spec import RunSpec
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda requested but torch.cuda.is_available() is False")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; valid choices: auto, cpu, cuda")
+    return torch.device(name)
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=5)
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5,
+                               cwd=Path(__file__).resolve().parent).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    env = {
+        "segbench": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "git_revision": git_revision(),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def _base_record(spec: RunSpec, device: torch.device) -> dict[str, Any]:
+    return {
+        "run_id": spec.run_id,
+        "model": spec.model,
+        "method": spec.method,
+        "label": spec.label,
+        "dataset": spec.dataset,
+        "budget": spec.budget.name,
+        "seed": spec.seed,
+        "config": spec.to_dict(),
+        "baseline_run_id": spec.baseline_spec().run_id,
+        "env": environment(device),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
+    """One run, end to end; returns its `ok` record (raises on failure)."""
+    t_all = time.perf_counter()
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    model, binfo = ctx.baseline()
+    timings["baseline_s"] = time.perf_counter() - t
+    timings["baseline_train_s"] = float(binfo["train"]["seconds"])
+    base_dense = state_bytes_dense(model.state_dict())
+
+    stages = stages_from_record(spec.stages)
+    active = []
+    timings["compress_s"] = timings["finetune_s"] = 0.0
+    for st in stages:
+        t = time.perf_counter()
+        model = st.method.compress(model, ctx).to(ctx.device)
+        timings["compress_s"] += time.perf_counter() - t
+        active.append(st)
+        epochs = st.method.finetune_epochs(ctx)
+        if epochs:
+            t = time.perf_counter()
+            ctx.train(model, epochs, ctx.budget.lr * ctx.budget.finetune_lr_scale, active,
+                      desc=f"finetune {st.name}",
+                      log_csv=ctx.results / "logs" / f"{spec.run_id}-{st.name}.csv")
+            timings["finetune_s"] += time.perf_counter() - t
+    for st in stages:
+        model = st.method.finalize(model, ctx)
+    model.eval()
+
+    t = time.perf_counter()
+    path = export_model(model.cpu(), ctx.results / "artifacts" / spec.run_id / "model",
+                        model_name=spec.model, num_classes=ctx.num_classes,
+                        model_kwargs=spec.model_kwargs, stages=stages, ctx=ctx,
+                        run_id=spec.run_id)
+    loaded, _, loaded_stages = load_model(path)
+    timings["export_s"] = time.perf_counter() - t
+    loaded.to(ctx.device)
+
+    predict, runtime = loaded, "torch"
+    for st in loaded_stages:
+        p = st.method.predictor(loaded, path, ctx)
+        if p is not None:
+            predict, runtime = p, st.method.runtime
+    scores = ctx.evaluate(predict, desc=f"eval {spec.label}")
+    timings["eval_s"] = scores.pop("eval_seconds")
+    cx = count_madds(loaded, ctx.input_shape)
+    t = time.perf_counter()
+    lat = measure_latency(predict, ctx.input_shape, ctx.device, runs=ctx.budget.latency_runs,
+                          warmup=ctx.budget.latency_warmup)
+    timings["latency_s"] = time.perf_counter() - t
+    size = path.stat().st_size
+    dense = state_bytes_dense(loaded.state_dict())
+    timings["total_s"] = time.perf_counter() - t_all
+    metrics = {
+        **scores,
+        "params": cx.params,
+        "nonzero_params": cx.nonzero_params,
+        "sparsity": 1.0 - cx.nonzero_params / max(cx.params, 1),
+        "madds": cx.madds,
+        "effective_madds": cx.effective_madds,
+        "size_bytes": size,
+        "dense_size_bytes": dense,
+        "baseline_dense_size_bytes": base_dense,
+        "compression_ratio": base_dense / size,
+        **lat,
+        "runtime": runtime,
+        "input_shape": list(ctx.input_shape),
+    }
+    return {
+        "status": "ok",
+        "metrics": metrics,
+        "timings": timings,
+        "artifact": str(path.relative_to(ctx.results)) if path.is_relative_to(ctx.results)
+        else str(path),
+        "baseline": {k: binfo.get(k) for k in ("run_id", "trained_now", "sha256")},
+        "extras": ctx.extras,
+    }
+
+
+def order_with_baselines(specs: Iterable[RunSpec]) -> list[RunSpec]:
+    """Each needed baseline once, before the runs that compare against it."""
+    out, seen = [], set()
+    for s in specs:
+        for x in (s.baseline_spec(), s):
+            if x.run_id not in seen:
+                seen.add(x.run_id)
+                out.append(x)
+    return out
+
+
+def run_one(spec: RunSpec, *, results: Path, device: torch.device,
+            data_root: Path | None = None) -> dict[str, Any]:
+    record = _base_record(spec, device)
+    ctx = RunContext(spec, device=device, results=results, data_root=data_root)
+    try:
+        record.update(execute(spec, ctx))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # a failed run is recorded and the grid goes on
+        record.update({
+            "status": "failed",
+            "error": f"{type(e).__name__}: {e}",
+            "traceback": traceback.format_exc(),
+            "extras": ctx.extras,
+        })
+        print(f"run {spec.run_id} ({spec.model} / {spec.label}) failed: "
+              f"{type(e).__name__}: {e}", file=sys.stderr)
+    record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_record(results, record)
+    return record
+
+
+def run_grid(specs: list[RunSpec], *, results: Path, device: torch.device,
+             data_root: Path | None = None, threads: int | None = None) -> list[dict[str, Any]]:
+    if threads:
+        torch.set_num_threads(threads)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    ordered = order_with_baselines(specs)
+    records = []
+    bar = tqdm(ordered, desc="grid", unit="run", disable=None)
+    for spec in bar:
+        bar.set_postfix_str(f"{spec.model} {spec.label} seed={spec.seed}")
+        done = read_record(results, spec.run_id)
+        if done is not None and done.get("status") == "ok":
+            records.append(done)
+            continue
+        records.append(run_one(spec, results=results, device=device, data_root=data_root))
+    return records

@@ -1,0 +1,95 @@
+"""The typed, fully resolved description of one run, and its id.
+
+A run id is a hash of everything that determines the result (model and its kwargs,
+method stages with their configs and plugin versions, dataset, resolved budget, training
+config, seed, package version) and of nothing else: not the device, not the git revision
+(recorded in `env`), so an unrelated commit does not invalidate finished runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench import __version__
+from bench.budgets import Budget
+from bench.registry import UnknownNameError
+
+
+@dataclass
+class TrainConfig:
+    """The shared training loop's settings (`--set train.<field>=...`)."""
+
+    optimizer: str = "sgd"  # sgd | adam
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    adam_lr_scale: float = 0.02  # Adam's lr = budget lr * this
+    loss: str = "ce"  # ce | iou | ce+iou
+    poly_power: float = 0.9
+    amp: bool = True  # mixed precision, on CUDA only
+
+    def validate(self) -> None:
+        if self.optimizer not in ("sgd", "adam"):
+            raise UnknownNameError(f"unknown optimizer {self.optimizer!r}; valid: adam, sgd")
+        if self.loss not in ("ce", "iou", "ce+iou"):
+            raise UnknownNameError(f"unknown loss {self.loss!r}; valid: ce, ce+iou, iou")
+
+
+@dataclass
+class RunSpec:
+    model: str
+    method: str  # pipeline spec, e.g. "prune_unstructured+kmeans"
+    label: str  # the name shown on the leaderboard (a preset name or the spec)
+    stages: list[dict[str, Any]]  # [{"method", "version", "config"}]
+    dataset: str
+    budget: Budget
+    seed: int
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "model_kwargs": self.model_kwargs,
+            "method": self.method,
+            "stages": self.stages,
+            "dataset": self.dataset,
+            "budget": self.budget.to_dict(),
+            "seed": self.seed,
+            "train": dataclasses.asdict(self.train),
+            "code_version": __version__,
+        }
+
+    @property
+    def run_id(self) -> str:
+        return stable_hash(self.identity())
+
+    def baseline_spec(self) -> RunSpec:
+        return RunSpec(self.model, "none", "none", [{"method": "none", "version": 1, "config": {}}],
+                       self.dataset, self.budget, self.seed, dict(self.model_kwargs), self.train)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.method == "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.identity()
+        d["label"] = self.label
+        return d
+
+
+def stable_hash(obj: Any, n: int = 16) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:n]
+
+
+def spec_from_dict(d: dict[str, Any]) -> RunSpec:
+    """Rebuild a RunSpec from a record's `config` (what `to_dict` wrote)."""
+    return RunSpec(
+        model=d["model"], method=d["method"], label=d.get("label", d["method"]),
+        stages=d["stages"], dataset=d["dataset"], budget=Budget(**d["budget"]), seed=d["seed"],
+        model_kwargs=d.get("model_kwargs", {}), train=TrainConfig(**d.get("train", {})),
+    )

@@ -1,0 +1,63 @@
+"""Conformance: `python -m bench verify` reloads every ok run's artifact from its bytes,
+checks each stage's declared property on the loaded tensors, re-evaluates on the
+validation split and demands the recorded mIoU exactly. A leaderboard row that does not
+pass this is not to be trusted, whichever plugin produced it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from bench.artifact import ArtifactError
+from bench.context import RunContext
+from bench.export import load_model
+from bench.records import iter_records
+from bench.runner import resolve_device
+from bench.spec import spec_from_dict
+
+
+def verify_record(rec: dict, results: Path, device_name: str = "cpu") -> list[str]:
+    spec = spec_from_dict(rec["config"])
+    path = Path(rec["artifact"])
+    if not path.is_absolute():
+        path = results / path
+    try:
+        model, header, stages = load_model(path)
+    except ArtifactError as e:
+        return [f"artifact does not load: {e}"]
+    problems = []
+    if path.stat().st_size != rec["metrics"]["size_bytes"]:
+        problems.append(f"size {path.stat().st_size} B != recorded {rec['metrics']['size_bytes']} B")
+    for st, meta in zip(stages, header.get("stages", [])):
+        problems += [f"{st.name}: {p}" for p in st.method.check(model, meta.get("meta", {}))]
+    device = resolve_device(device_name)
+    ctx = RunContext(spec, device=device, results=results)
+    model.to(device)
+    predict = model
+    for st in stages:
+        p = st.method.predictor(model, path, ctx)
+        if p is not None:
+            predict = p
+    miou = ctx.evaluate(predict, desc=f"verify {rec['run_id']}")["miou"]
+    if miou != rec["metrics"]["miou"]:
+        problems.append(f"mIoU {miou!r} != recorded {rec['metrics']['miou']!r}")
+    return problems
+
+
+def verify_results(results: Path, device_name: str = "cpu") -> dict[str, list[str]]:
+    bad: dict[str, list[str]] = {}
+    recs = [r for r in iter_records(results) if r.get("status") == "ok"]
+    for rec in tqdm(recs, desc="verify", unit="run", disable=None):
+        try:
+            problems = verify_record(rec, results, device_name)
+        except Exception as e:  # report and go on to the next artifact
+            problems = [f"{type(e).__name__}: {e}"]
+        if problems:
+            bad[rec["run_id"]] = problems
+            for p in problems:
+                print(f"FAIL {rec['run_id']} {rec['model']} {rec.get('label')}: {p}",
+                      file=sys.stderr)
+    print(f"verified {len(recs) - len(bad)}/{len(recs)} runs", file=sys.stderr)
+    return bad

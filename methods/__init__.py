@@ -1,0 +1,1 @@
+"""Compression method plugins. Each module registers one method with `@register_method`."""
