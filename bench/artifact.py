@@ -92,7 +92,8 @@ class EncodedTensor:
 
 
 # encoding name -> decode(EncodedTensor with raw blob bytes) -> torch.Tensor
-ENCODINGS: Registry[Callable[[EncodedTensor, dict[str, bytes]], torch.Tensor]] = Registry("encoding")
+Decoder = Callable[[EncodedTensor, dict[str, bytes]], torch.Tensor]
+ENCODINGS: Registry[Decoder] = Registry("encoding")
 # codec name -> decode(data, params) -> bytes
 CODECS: Registry[Callable[[bytes, dict[str, Any]], bytes]] = Registry("codec")
 
@@ -135,7 +136,8 @@ def _decode_dense(et: EncodedTensor, blobs: dict[str, bytes]) -> torch.Tensor:
     if len(raw) != n * torch.empty(0, dtype=dt).element_size():
         raise ArtifactError(f"dense tensor of shape {et.shape} has {len(raw)} bytes")
     if dt == torch.bfloat16:
-        return torch.frombuffer(bytearray(raw), dtype=torch.int16).view(torch.bfloat16).reshape(et.shape)
+        t = torch.frombuffer(bytearray(raw), dtype=torch.int16).view(torch.bfloat16)
+        return t.reshape(et.shape)
     return torch.frombuffer(bytearray(raw), dtype=dt).reshape(et.shape).clone()
 
 
@@ -257,7 +259,9 @@ def read_artifact(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         except ArtifactError as err:
             raise ArtifactError(f"{path}: tensor {e.get('name')!r}: {err}") from None
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
-            raise ArtifactError(f"{path}: tensor {e.get('name')!r} cannot be decoded ({err})") from None
+            raise ArtifactError(
+                f"{path}: tensor {e.get('name')!r} cannot be decoded ({err})"
+            ) from None
     return header, state
 
 

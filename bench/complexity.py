@@ -38,7 +38,8 @@ def _conv_ops(module: nn.Module, inputs, output) -> None:
 
 
 def _linear_ops(module: nn.Module, inputs, output) -> None:
-    module.total_ops += torch.tensor([float(output.numel() * module.in_features)], dtype=torch.float64)
+    ops = float(output.numel() * module.in_features)
+    module.total_ops += torch.tensor([ops], dtype=torch.float64)
 
 
 @dataclass

@@ -61,7 +61,8 @@ class RunContext:
         return self._datasets[key]
 
     def eval_batches(self, split: str = "val"):
-        return make_loader(self.dataset(split), batch_size=self.budget.batch_size,
+        bs = 1 if self.info.variable_size else self.budget.batch_size
+        return make_loader(self.dataset(split), batch_size=bs,
                            shuffle=False, seed=0)
 
     def calibration_images(self, n: int | None = None) -> torch.Tensor:

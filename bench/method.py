@@ -23,6 +23,7 @@ import dataclasses
 import importlib
 import json
 import pkgutil
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from importlib.metadata import entry_points
@@ -64,6 +65,12 @@ class Method:
     def finetune_epochs(self, ctx: RunContext) -> int:
         """Epochs of fine-tuning after `compress` (0: none). Default: none."""
         return 0
+
+    def finetune_lr(self, ctx: RunContext) -> float:
+        """Starting learning rate of that fine-tuning (poly decay). Default: the budget's
+        lr times its `finetune_lr_scale`; a method that trains from scratch returns
+        `ctx.budget.lr`."""
+        return ctx.budget.lr * ctx.budget.finetune_lr_scale
 
     def loss(self, ctx: RunContext, model: nn.Module, images: torch.Tensor,
              targets: torch.Tensor, logits: torch.Tensor, task_loss: torch.Tensor) -> torch.Tensor:
@@ -162,11 +169,13 @@ def register_pipeline(name: str, spec: str, configs: list[dict[str, Any]] | None
     if len(configs) != len(stages):
         raise ValueError(f"pipeline {name!r}: {len(stages)} stages but {len(configs)} configs")
     PIPELINES.add(name, (spec, configs))
+    PIPELINE_MODULES[name] = sys._getframe(1).f_globals.get("__name__", "")
     if family:
         _PIPELINE_FAMILY[name] = family
 
 
 _PIPELINE_FAMILY: dict[str, str] = {}
+PIPELINE_MODULES: dict[str, str] = {}  # preset -> module that registered it
 
 
 def families() -> dict[str, list[str]]:
@@ -181,10 +190,6 @@ def families() -> dict[str, list[str]]:
 
 
 # -- configs ----------------------------------------------------------------------------
-
-def _coerce(field_type: Any, value: Any, where: str) -> Any:
-    return value  # values arrive JSON-parsed; dataclass field types are documentation
-
 
 def make_config(cls: type[Method], overrides: dict[str, Any]) -> Any:
     valid = {f.name for f in fields(cls.Config)}

@@ -46,7 +46,8 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             valid = ", ".join(sorted(self._items)) or "(none)"
-            raise UnknownNameError(f"unknown {self.kind} {name!r}; valid choices: {valid}") from None
+            msg = f"unknown {self.kind} {name!r}; valid choices: {valid}"
+            raise UnknownNameError(msg) from None
 
     def names(self, pattern: str = "*") -> list[str]:
         self._ensure_loaded()

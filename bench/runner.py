@@ -105,7 +105,7 @@ def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
         epochs = st.method.finetune_epochs(ctx)
         if epochs:
             t = time.perf_counter()
-            ctx.train(model, epochs, ctx.budget.lr * ctx.budget.finetune_lr_scale, active,
+            ctx.train(model, epochs, st.method.finetune_lr(ctx), active,
                       desc=f"finetune {st.name}",
                       log_csv=ctx.results / "logs" / f"{spec.run_id}-{st.name}.csv")
             timings["finetune_s"] += time.perf_counter() - t

@@ -29,7 +29,9 @@ def verify_record(rec: dict, results: Path, device_name: str = "cpu") -> list[st
         return [f"artifact does not load: {e}"]
     problems = []
     if path.stat().st_size != rec["metrics"]["size_bytes"]:
-        problems.append(f"size {path.stat().st_size} B != recorded {rec['metrics']['size_bytes']} B")
+        problems.append(
+            f"size {path.stat().st_size} B != recorded {rec['metrics']['size_bytes']} B"
+        )
     for st, meta in zip(stages, header.get("stages", [])):
         problems += [f"{st.name}: {p}" for p in st.method.check(model, meta.get("meta", {}))]
     device = resolve_device(device_name)

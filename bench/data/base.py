@@ -24,6 +24,7 @@ class DatasetInfo:
     # builder(split, root, budget, seed, train) -> torch Dataset yielding (image, target)
     builder: Callable[..., Dataset] = field(repr=False, compare=False, default=None)
     layout: str = ""  # the expected directory layout, quoted in errors
+    variable_size: bool = False  # images differ in size: evaluate one at a time
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")

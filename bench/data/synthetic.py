@@ -81,7 +81,8 @@ def _object_colours(rng: np.random.Generator, texture: int) -> tuple[np.ndarray,
     # stripes lean warm, checker leans cool; the ranges overlap so hue alone is ambiguous
     hue = rng.uniform(-0.15, 0.35) if texture == 0 else rng.uniform(0.25, 0.75)
     a = _hsv_to_rgb(hue % 1.0, rng.uniform(0.5, 1.0), rng.uniform(0.6, 1.0))
-    b = _hsv_to_rgb((hue + rng.uniform(0.05, 0.2)) % 1.0, rng.uniform(0.3, 1.0), rng.uniform(0.1, 0.45))
+    hue_b = (hue + rng.uniform(0.05, 0.2)) % 1.0
+    b = _hsv_to_rgb(hue_b, rng.uniform(0.3, 1.0), rng.uniform(0.1, 0.45))
     return a, b
 
 
@@ -187,7 +188,8 @@ class SyntheticScenes(Dataset):
     def __getitem__(self, i: int):
         img, lab = to_tensors(self.images[i], self.labels[i])
         if self.train:
-            return train_augment(img, lab, self.crop, 255, sample_generator(self.seed, self.epoch, i))
+            gen = sample_generator(self.seed, self.epoch, i)
+            return train_augment(img, lab, self.crop, 255, gen)
         return eval_resize(img, lab, None)
 
 

@@ -70,7 +70,8 @@ def eval_resize(img: torch.Tensor, lab: torch.Tensor, short_side: int | None):
     if short_side is not None:
         h, w = img.shape[-2:]
         r = short_side / min(h, w)
-        img, lab = resize_pair(img, lab, (int(math.floor(h * r + 0.5)), int(math.floor(w * r + 0.5))))
+        size = (int(math.floor(h * r + 0.5)), int(math.floor(w * r + 0.5)))
+        img, lab = resize_pair(img, lab, size)
     return normalize(img), lab
 
 

@@ -1,0 +1,48 @@
+# segbench: every target installs what it needs first (the .venv stamp), so a fresh clone
+# needs only `make bench` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+METHOD ?= all
+MODELS ?=
+DATASET ?= synthetic
+BUDGET ?= quick
+SEEDS ?= 1
+DEVICE ?= auto
+RESULTS ?= results
+ARGS ?=
+
+.PHONY: bench leaderboard verify test perf lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench run --method "$(METHOD)" $(if $(MODELS),--model "$(MODELS)") \
+		--dataset "$(DATASET)" --budget "$(BUDGET)" --seeds "$(SEEDS)" --device "$(DEVICE)" \
+		--results "$(RESULTS)" $(ARGS)
+
+leaderboard: $(STAMP)
+	$(BIN)/python -m bench leaderboard --results "$(RESULTS)"
+
+verify: $(STAMP)
+	$(BIN)/python -m bench verify --results "$(RESULTS)"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+perf: $(STAMP)
+	$(BIN)/python -m pytest tests/perf -m perf -o addopts="" --benchmark-enable \
+		--benchmark-columns=min,median,iqr,rounds -q -s
+
+lint: $(STAMP)
+	$(BIN)/ruff check bench methods models tests
+
+clean:
+	rm -rf $(RESULTS)/runs $(RESULTS)/artifacts $(RESULTS)/cache $(RESULTS)/logs \
+		.pytest_cache .ruff_cache .benchmarks

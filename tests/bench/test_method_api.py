@@ -1,0 +1,118 @@
+import importlib
+import pkgutil
+from dataclasses import dataclass
+
+import pytest
+
+import methods
+from bench.method import (
+    METHODS,
+    PIPELINE_MODULES,
+    Method,
+    expand_methods,
+    families,
+    register_method,
+)
+from bench.registry import UnknownNameError
+
+
+def test_every_module_in_methods_registers_a_method():
+    """A plugin file that forgets @register_method would silently never run."""
+    registered_modules = {METHODS.get(n).__module__ for n in METHODS.names()}
+    registered_modules |= set(PIPELINE_MODULES.values())
+    for mod in pkgutil.iter_modules(methods.__path__):
+        if mod.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"methods.{mod.name}")
+        assert module.__name__ in registered_modules, (
+            f"methods/{mod.name}.py registers no method"
+        )
+
+
+def test_none_is_registered_as_its_own_family():
+    assert "none" in METHODS
+    assert families()["none"] == ["none"]
+
+
+def test_unknown_method_lists_choices():
+    with pytest.raises(UnknownNameError, match="unknown method 'nope'; valid choices: .*none"):
+        expand_methods("nope")
+
+
+def test_unknown_setting_names_valid_settings():
+    with pytest.raises(UnknownNameError, match="no stage of 'none' has that setting"):
+        expand_methods("none", {"sparsity": 0.5})
+
+
+@dataclass
+class _Cfg:
+    level: int = 1
+    mode: str = "a"
+
+
+@pytest.fixture
+def toy_methods():
+    """Two throwaway plugins in a throwaway family, removed afterwards."""
+    METHODS.names()  # load the real plugins first
+
+    @register_method("toy_a", family="toyfam")
+    class ToyA(Method):
+        Config = _Cfg
+        sweep = [{"level": 1}, {"level": 2}]
+
+    @register_method("toy_b", family="toyfam")
+    class ToyB(Method):
+        Config = _Cfg
+
+    yield
+    for n in ("toy_a", "toy_b"):
+        METHODS._items.pop(n)
+
+
+def test_family_expands_to_members_and_sweeps(toy_methods):
+    vs = expand_methods("toyfam")
+    assert [(v.spec, v.stage_overrides) for v in vs] == [
+        ("toy_a", [{"level": 1}]),
+        ("toy_a", [{"level": 2}]),
+        ("toy_b", [{}]),
+    ]
+
+
+def test_single_method_uses_defaults_and_set(toy_methods):
+    (v,) = expand_methods("toy_a", {"mode": "b"})
+    assert v.stage_overrides == [{"mode": "b"}]
+    assert v.stages()[0].method.config == _Cfg(level=1, mode="b")
+
+
+def test_pipeline_routes_qualified_and_bare_settings(toy_methods):
+    (v,) = expand_methods("toy_a+toy_b", {"toy_b.level": 5, "mode": "z"})
+    assert v.stage_overrides == [{"mode": "z"}, {"level": 5, "mode": "z"}]
+    with pytest.raises(UnknownNameError, match="not a stage"):
+        expand_methods("toy_a+toy_b", {"toy_c.level": 1})
+
+
+def test_comma_list_deduplicates(toy_methods):
+    vs = expand_methods("toy_b,toy_b,none")
+    assert [v.spec for v in vs] == ["toy_b", "none"]
+
+
+def test_register_requires_method_subclass():
+    with pytest.raises(TypeError):
+        register_method("not_a_method")(object)
+
+
+def test_entry_point_plugins_are_loaded(monkeypatch):
+    """Third-party plugins arrive through the `segbench.methods` entry-point group."""
+    import bench.method as bm
+
+    loaded = []
+
+    class EP:
+        def load(self):
+            loaded.append(True)
+
+    monkeypatch.setattr(bm, "entry_points", lambda group: [EP()] if group ==
+                        "segbench.methods" else [])
+    monkeypatch.setattr(bm.METHODS, "_loaded", False)
+    bm.METHODS.names()
+    assert loaded == [True]
