@@ -11,10 +11,11 @@ DATASET ?= synthetic
 BUDGET ?= quick
 SEEDS ?= 1
 DEVICE ?= auto
+EXECUTOR ?= local
 RESULTS ?= results
 ARGS ?=
 
-.PHONY: bench leaderboard verify test perf lint clean
+.PHONY: bench leaderboard verify tables plots test perf lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,10 +26,17 @@ $(STAMP): pyproject.toml
 bench: $(STAMP)
 	$(BIN)/python -m bench run --method "$(METHOD)" $(if $(MODELS),--model "$(MODELS)") \
 		--dataset "$(DATASET)" --budget "$(BUDGET)" --seeds "$(SEEDS)" --device "$(DEVICE)" \
-		--results "$(RESULTS)" $(ARGS)
+		--executor "$(EXECUTOR)" --results "$(RESULTS)" $(ARGS)
 
 leaderboard: $(STAMP)
 	$(BIN)/python -m bench leaderboard --results "$(RESULTS)"
+
+tables: $(STAMP)
+	$(BIN)/python -m bench tables --budget "$(BUDGET)" --dataset "$(DATASET)" \
+		--device "$(DEVICE)" --results "$(RESULTS)" $(ARGS)
+
+plots: $(STAMP)
+	$(BIN)/python -m bench plots --results "$(RESULTS)" $(ARGS)
 
 verify: $(STAMP)
 	$(BIN)/python -m bench verify --results "$(RESULTS)"

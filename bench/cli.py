@@ -85,18 +85,22 @@ def build_specs(args) -> list:
 
 
 def cmd_run(args) -> int:
+    from bench.executors import EXECUTORS, run_specs
     from bench.leaderboard import write_leaderboard
-    from bench.runner import resolve_device, run_grid
+    from bench.runner import resolve_device
 
     specs = build_specs(args)
+    if args.executor not in EXECUTORS:
+        raise UsageError(f"unknown executor {args.executor!r}; valid choices: "
+                         f"{', '.join(EXECUTORS)}")
     try:
-        device = resolve_device(args.device)
+        resolve_device(args.device)
     except (RuntimeError, ValueError) as e:
         raise UsageError(str(e)) from None
     results = Path(args.results)
-    records = run_grid(specs, results=results, device=device,
-                       data_root=Path(args.data_root) if args.data_root else None,
-                       threads=args.threads)
+    records = run_specs(specs, executor=args.executor, results=results, device=args.device,
+                        data_root=Path(args.data_root) if args.data_root else None,
+                        threads=args.threads)
     md, _ = write_leaderboard(results)
     n_failed = sum(r.get("status") != "ok" for r in records)
     print(f"{len(records) - n_failed} runs ok, {n_failed} failed; leaderboard: {md}",
@@ -163,6 +167,18 @@ def cmd_verify(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_tables(args) -> int:
+    from bench.tables import main as tables_main
+
+    return tables_main(args)
+
+
+def cmd_plots(args) -> int:
+    from bench.plots import main as plots_main
+
+    return plots_main(args)
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="segbench", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -176,6 +192,7 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, default=1, help="run seeds 0..N-1")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda")
     r.add_argument("--threads", type=int, default=None, help="torch CPU threads (recorded)")
+    r.add_argument("--executor", default="local", help="local | ray (RAY_ADDRESS to join)")
     r.add_argument("--results", default=str(DEFAULT_RESULTS))
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override: <method field>, <stage>.<field>, train.*, model.*, budget.*")
@@ -199,6 +216,26 @@ def make_parser() -> argparse.ArgumentParser:
     v.add_argument("--results", default=str(DEFAULT_RESULTS))
     v.add_argument("--device", default="cpu")
     v.set_defaults(fn=cmd_verify)
+
+    t = sub.add_parser("tables", help="regenerate the reference reports' tables")
+    t.add_argument("--table", action="append", metavar="ID", help="table id (repeatable)")
+    t.add_argument("--list", action="store_true", help="list the table ids and exit")
+    t.add_argument("--budget", default="quick")
+    t.add_argument("--dataset", default="synthetic")
+    t.add_argument("--data-root", default=None)
+    t.add_argument("--dry-run", action="store_true", help="list missing runs and their cost")
+    t.add_argument("--no-train", action="store_true",
+                   help="only the columns that need no training (params, MAdds, dense size)")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--results", default=str(DEFAULT_RESULTS))
+    t.add_argument("--set", action="append", metavar="KEY=VALUE")
+    t.set_defaults(fn=cmd_tables)
+
+    pl = sub.add_parser("plots", help="draw the figures from the run records")
+    pl.add_argument("--results", default=str(DEFAULT_RESULTS))
+    pl.add_argument("--model", default="", help="comma list (default: every model with runs)")
+    pl.set_defaults(fn=cmd_plots)
     return p
 
 

@@ -38,6 +38,10 @@ class RunContext:
         self.timings: dict[str, float] = {}
         self._datasets: dict[tuple[str, bool], Any] = {}
         self._baselines: dict[str, tuple[nn.Module, dict]] = {}
+        # training cost of every baseline this run used (its own and any teacher's), and
+        # the wall time spent obtaining them, so the run's own compute can be told apart
+        self.baseline_costs: dict[str, float] = {}
+        self.baseline_wall_s = 0.0
 
     # -- data --------------------------------------------------------------------------
     @property
@@ -94,6 +98,7 @@ class RunContext:
         spec = copy.copy(self.spec.baseline_spec())
         spec.model, spec.model_kwargs = name, kw
         key = spec.run_id
+        t0 = time.perf_counter()
         if key not in self._baselines:
             model = self.build_model(name, **kw)
             log = self.results / "logs" / f"baseline-{key}.csv"
@@ -106,7 +111,9 @@ class RunContext:
             )
             info = {**info, "trained_now": trained}
             self._baselines[key] = (model, info)
+            self.baseline_costs[f"{name}:{key}"] = float(info["train"]["seconds"])
         model, info = self._baselines[key]
+        self.baseline_wall_s += time.perf_counter() - t0
         return copy.deepcopy(model).to(self.device), info
 
     # -- loops -------------------------------------------------------------------------

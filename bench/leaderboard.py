@@ -31,6 +31,16 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
     return (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def paired_ci95(deltas: list[float]) -> float | None:
+    """Half-width of the 95 % t-interval of the mean of per-seed paired differences."""
+    n = len(deltas)
+    if n < 2:
+        return None
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, n - 1) * statistics.stdev(deltas) / n**0.5)
+
+
 def _config_label(rec: dict[str, Any]) -> str:
     parts = []
     for st in rec["config"].get("stages", []):
@@ -57,12 +67,19 @@ def build_rows(results: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
         r0 = recs[0]
         m = [r["metrics"] for r in recs]
         miou, miou_sd = _mean_std([x["miou"] for x in m])
-        deltas, speedups = [], []
+        deltas, speedups, class_deltas = [], [], []
         for r in recs:
             b = by_id.get(r.get("baseline_run_id"))
             if b is not None:
                 deltas.append(r["metrics"]["miou"] - b["metrics"]["miou"])
                 speedups.append(b["metrics"]["latency_ms"] / r["metrics"]["latency_ms"])
+                class_deltas.append([
+                    None if x is None or y is None else x - y
+                    for x, y in zip(r["metrics"].get("per_class_iou", []),
+                                    b["metrics"].get("per_class_iou", []))
+                ])
+        ci = paired_ci95(deltas)
+        costs = [r["cost"]["total_s"] for r in recs if "cost" in r]
         base_madds = [by_id[r["baseline_run_id"]]["metrics"]["madds"] for r in recs
                       if r.get("baseline_run_id") in by_id]
         rows.append({
@@ -75,6 +92,8 @@ def build_rows(results: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
             "miou": miou,
             "miou_std": miou_sd,
             "delta_miou": statistics.fmean(deltas) if deltas else None,
+            "delta_ci95": ci,
+            "significant": None if ci is None else abs(statistics.fmean(deltas)) > ci,
             "pixel_acc": statistics.fmean(x["pixel_acc"] for x in m),
             "params": r0["metrics"]["params"],
             "nonzero_params": r0["metrics"]["nonzero_params"],
@@ -89,11 +108,23 @@ def build_rows(results: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
             "latency_iqr_ms": statistics.fmean(x["latency_iqr_ms"] for x in m),
             "speedup": statistics.fmean(speedups) if speedups else None,
             "runtime": r0["metrics"].get("runtime", "torch"),
+            "cost_device_hours": statistics.fmean(costs) / 3600 if costs else None,
+            "per_class_delta": _mean_lists(class_deltas),
             "run_ids": " ".join(sorted(r["run_id"] for r in recs)),
         })
     rows.sort(key=lambda r: (r["dataset"], r["budget"], r["model"], r["method"] != "none",
                              r["method"], -r["size_bytes"]))
     return rows, failed
+
+
+def _mean_lists(lists: list[list[float | None]]) -> list[float | None]:
+    if not lists:
+        return []
+    out = []
+    for col in zip(*lists):
+        vals = [v for v in col if v is not None]
+        out.append(statistics.fmean(vals) if vals else None)
+    return out
 
 
 def _fmt(v: Any, spec: str, empty: str = "–") -> str:
@@ -110,7 +141,7 @@ def _md_row(r: dict[str, Any]) -> list[str]:
         r["config"] or "",
         str(r["seeds"]),
         miou,
-        _fmt(None if r["delta_miou"] is None else 100 * r["delta_miou"], "+.1f"),
+        _delta(r),
         f"{100 * r['pixel_acc']:.1f}",
         f"{r['params'] / 1e6:.3f}",
         f"{100 * r['sparsity']:.1f}",
@@ -122,12 +153,23 @@ def _md_row(r: dict[str, Any]) -> list[str]:
         f"{r['latency_ms']:.2f} ({r['latency_iqr_ms']:.2f})",
         _fmt(r["speedup"], ".2f"),
         r["runtime"],
+        _fmt(r["cost_device_hours"], ".3f"),
     ]
+
+
+def _delta(r: dict[str, Any]) -> str:
+    """ΔmIoU in points; with several seeds its paired 95 % CI, starred when it excludes 0."""
+    if r["delta_miou"] is None:
+        return "–"
+    text = f"{100 * r['delta_miou']:+.1f}"
+    if r["delta_ci95"] is not None and r["method"] != "none":
+        text += f" ± {100 * r['delta_ci95']:.1f}" + ("*" if r["significant"] else "")
+    return text
 
 
 HEADERS = ["model", "method", "config", "seeds", "mIoU %", "ΔmIoU", "pix acc %", "params M",
            "sparsity %", "size MB", "ratio", "MAdds G", "eff. MAdds G", "MAdds ×",
-           "latency ms (IQR)", "speedup", "runtime"]
+           "latency ms (IQR)", "speedup", "runtime", "cost h"]
 
 
 def render_markdown(rows: list[dict[str, Any]], failed: list[dict[str, Any]]) -> str:
@@ -156,6 +198,26 @@ def render_markdown(rows: list[dict[str, Any]], failed: list[dict[str, Any]]) ->
     return "\n".join(out)
 
 
+def render_model_page(model: str, rows: list[dict[str, Any]], class_names: dict[str, list[str]]
+                      ) -> str:
+    """Per-class IoU change of every method against the baseline, worst classes called out."""
+    out = [f"# {model}: per-class IoU change against the baseline", "",
+           "Points of IoU, mean over seeds, paired with the baseline of the same seed. "
+           "Small objects usually suffer first; the three classes hurt most are listed.", ""]
+    for r in rows:
+        if r["method"] == "none" or not r["per_class_delta"]:
+            continue
+        names = class_names.get(r["dataset"]) or [str(i) for i in range(len(r["per_class_delta"]))]
+        pairs = [(n, d) for n, d in zip(names, r["per_class_delta"]) if d is not None]
+        worst = sorted(pairs, key=lambda p: p[1])[:3]
+        out += [f"## {r['method']} {r['config']} ({r['dataset']}, {r['budget']}, "
+                f"{r['seeds']} seed{'s' if r['seeds'] > 1 else ''})", "",
+                "hurt most: " + ", ".join(f"{n} ({100 * d:+.1f})" for n, d in worst), "",
+                tabulate([[n, f"{100 * d:+.1f}"] for n, d in pairs],
+                         headers=["class", "ΔIoU"], tablefmt="github"), ""]
+    return "\n".join(out)
+
+
 def render_csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     if rows:
@@ -169,5 +231,15 @@ def write_leaderboard(results: Path) -> tuple[Path, Path]:
     rows, failed = build_rows(results)
     md, cs = Path(results) / "leaderboard.md", Path(results) / "leaderboard.csv"
     atomic_write_text(md, render_markdown(rows, failed))
-    atomic_write_text(cs, render_csv(rows))
+    csv_rows = [{k: v for k, v in r.items() if k != "per_class_delta"} for r in rows]
+    atomic_write_text(cs, render_csv(csv_rows))
+    from bench.data import DATASETS
+
+    names = {n: list(DATASETS.get(n).class_names) for n in DATASETS.names()}
+    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_model[r["model"]].append(r)
+    for model, rs in by_model.items():
+        atomic_write_text(Path(results) / "models" / f"{model}.md",
+                          render_model_page(model, rs, names))
     return md, cs

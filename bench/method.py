@@ -84,6 +84,12 @@ class Method:
         """Make the model exportable: bake masks and reparametrisations, remove hooks."""
         return model
 
+    def baselines_needed(self, model: str, model_kwargs: dict[str, Any]
+                         ) -> list[tuple[str, dict[str, Any]]]:
+        """Other zoo models whose trained baselines this method uses (a distillation
+        teacher), as (name, kwargs): executors train them before this run starts."""
+        return []
+
     # -- artifact ---------------------------------------------------------------------
     def encode(self, model: nn.Module, tensors: dict[str, EncodedTensor],
                ctx: RunContext | None) -> dict[str, EncodedTensor]:

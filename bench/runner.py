@@ -3,7 +3,7 @@ recorded with its reason while the grid goes on, every record written atomically
 
 from __future__ import annotations
 
-import os
+import copy
 import platform
 import subprocess
 import sys
@@ -68,7 +68,7 @@ def environment(device: torch.device) -> dict[str, Any]:
     return env
 
 
-def _base_record(spec: RunSpec, device: torch.device) -> dict[str, Any]:
+def base_record(spec: RunSpec, device: torch.device) -> dict[str, Any]:
     return {
         "run_id": spec.run_id,
         "model": spec.model,
@@ -137,6 +137,16 @@ def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
     size = path.stat().st_size
     dense = state_bytes_dense(loaded.state_dict())
     timings["total_s"] = time.perf_counter() - t_all
+    own = max(timings["total_s"] - ctx.baseline_wall_s, 0.0)
+    baselines = sum(ctx.baseline_costs.values())
+    cost = {
+        "run_s": own,  # this run's own compute, baselines excluded
+        "baselines_s": baselines,  # training of every baseline it used (own and teachers)
+        "baselines": dict(ctx.baseline_costs),
+        "total_s": own + baselines,  # what it costs to obtain this model from scratch
+        "device_hours": (own + baselines) / 3600.0,
+        "device": str(ctx.device),
+    }
     metrics = {
         **scores,
         "params": cx.params,
@@ -156,6 +166,7 @@ def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
         "status": "ok",
         "metrics": metrics,
         "timings": timings,
+        "cost": cost,
         "artifact": str(path.relative_to(ctx.results)) if path.is_relative_to(ctx.results)
         else str(path),
         "baseline": {k: binfo.get(k) for k in ("run_id", "trained_now", "sha256")},
@@ -176,7 +187,7 @@ def order_with_baselines(specs: Iterable[RunSpec]) -> list[RunSpec]:
 
 def run_one(spec: RunSpec, *, results: Path, device: torch.device,
             data_root: Path | None = None) -> dict[str, Any]:
-    record = _base_record(spec, device)
+    record = base_record(spec, device)
     ctx = RunContext(spec, device=device, results=results, data_root=data_root)
     try:
         record.update(execute(spec, ctx))
@@ -196,19 +207,52 @@ def run_one(spec: RunSpec, *, results: Path, device: torch.device,
     return record
 
 
+def required_baselines(specs: list[RunSpec]) -> list[RunSpec]:
+    """The `none` specs of every baseline the grid uses, teachers included."""
+    out: dict[str, RunSpec] = {}
+    for s in specs:
+        base = s.baseline_spec()
+        out.setdefault(base.run_id, base)
+        for st in stages_from_record(s.stages):
+            for name, kw in st.method.baselines_needed(s.model, s.model_kwargs):
+                t = copy.copy(base)
+                t.model, t.model_kwargs = name, dict(kw)
+                out.setdefault(t.run_id, t)
+    return list(out.values())
+
+
+def waves(specs: list[RunSpec]) -> list[list[RunSpec]]:
+    """Two waves: every baseline the grid needs (trained once, before anything uses it),
+    then the other runs. Runs within a wave are independent of each other."""
+    bases = required_baselines(specs)
+    ids = {b.run_id for b in bases}
+    rest = [s for s in order_with_baselines(specs) if s.run_id not in ids]
+    return [bases, rest]
+
+
+def pending(specs: list[RunSpec], results: Path) -> tuple[list[RunSpec], list[dict[str, Any]]]:
+    """Split specs into those still to run and the ok records of those finished."""
+    todo, done = [], []
+    for s in specs:
+        rec = read_record(results, s.run_id)
+        if rec is not None and rec.get("status") == "ok":
+            done.append(rec)
+        else:
+            todo.append(s)
+    return todo, done
+
+
 def run_grid(specs: list[RunSpec], *, results: Path, device: torch.device,
              data_root: Path | None = None, threads: int | None = None) -> list[dict[str, Any]]:
+    """The local executor: every run in this process, baselines first, resuming."""
     if threads:
         torch.set_num_threads(threads)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    ordered = order_with_baselines(specs)
     records = []
-    bar = tqdm(ordered, desc="grid", unit="run", disable=None)
-    for spec in bar:
-        bar.set_postfix_str(f"{spec.model} {spec.label} seed={spec.seed}")
-        done = read_record(results, spec.run_id)
-        if done is not None and done.get("status") == "ok":
-            records.append(done)
-            continue
-        records.append(run_one(spec, results=results, device=device, data_root=data_root))
+    for wave in waves(specs):
+        todo, done = pending(wave, results)
+        records += done
+        bar = tqdm(todo, desc="grid", unit="run", disable=None)
+        for spec in bar:
+            bar.set_postfix_str(f"{spec.model} {spec.label} seed={spec.seed}")
+            records.append(run_one(spec, results=results, device=device, data_root=data_root))
     return records

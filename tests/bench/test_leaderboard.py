@@ -55,3 +55,47 @@ def test_unreadable_record_is_skipped_with_warning(tmp_path, capsys):
     assert len(rows) == 1
     assert "junk.json" in capsys.readouterr().err
     json.loads((tmp_path / "runs" / "b0.json").read_text())
+
+
+def test_paired_confidence_interval_marks_real_differences(tmp_path):
+    from scipy.stats import t
+
+    from bench.leaderboard import paired_ci95
+
+    d = [-0.02, -0.03, -0.025]
+    half = paired_ci95(d)
+    sd = (sum((x + 0.025) ** 2 for x in d) / 2) ** 0.5
+    assert half == pytest.approx(t.ppf(0.975, 2) * sd / 3**0.5)
+    assert paired_ci95([0.1]) is None
+    for seed, (b, m) in enumerate([(0.80, 0.78), (0.82, 0.79), (0.81, 0.785)]):
+        write_record(tmp_path, _rec(f"b{seed}", "none", seed, b, 10.0, f"b{seed}"))
+        write_record(tmp_path, _rec(f"m{seed}", "prune", seed, m, 5.0, f"b{seed}"))
+    # a noisy method whose interval straddles zero
+    for seed, m in enumerate([0.85, 0.77, 0.82]):
+        write_record(tmp_path, _rec(f"n{seed}", "noisy", seed, m, 5.0, f"b{seed}"))
+    rows, _ = build_rows(tmp_path)
+    by = {r["method"]: r for r in rows}
+    assert by["prune"]["significant"] is True and by["noisy"]["significant"] is False
+    md = write_leaderboard(tmp_path)[0].read_text()
+    assert "-2.5 ± " in md and "*" in md.split("| prune")[1].split("\n")[0]
+
+
+def test_model_page_calls_out_the_classes_hurt_most(tmp_path):
+    b = _rec("b0", "none", 0, 0.8, 10.0, "b0")
+    b["metrics"]["per_class_iou"] = [0.9, 0.8, 0.7, 0.6, 0.5, 0.5, 0.5, 0.5, 0.5]
+    m = _rec("m0", "prune", 0, 0.7, 5.0, "b0")
+    m["metrics"]["per_class_iou"] = [0.9, 0.8, 0.2, 0.6, 0.5, 0.5, 0.5, 0.4, 0.5]
+    write_record(tmp_path, b)
+    write_record(tmp_path, m)
+    write_leaderboard(tmp_path)
+    page = (tmp_path / "models" / "enet.md").read_text()
+    hurt = page.split("hurt most: ")[1].splitlines()[0]
+    assert hurt.startswith("stripes_square (-50.0), checker_triangle (-10.0)")
+
+
+def test_cost_column_sums_the_baselines_it_used(tmp_path):
+    r = _rec("m0", "kd", 0, 0.7, 5.0, "b0")
+    r["cost"] = {"total_s": 7200.0}
+    write_record(tmp_path, r)
+    rows, _ = build_rows(tmp_path)
+    assert rows[0]["cost_device_hours"] == pytest.approx(2.0)

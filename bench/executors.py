@@ -1,0 +1,94 @@
+"""Where the runs of a grid execute: in this process (`local`), or as Ray tasks (`ray`).
+
+A run is a pure function of its spec, so it writes the same record wherever it runs. The
+only ordering that matters is that a baseline is trained before the runs that start from
+it (its own model's, or a teacher's), so that many workers starting at once do not all
+train it: executors run the grid in two waves, the `none` runs of every baseline the grid
+needs, then the rest. A worker that dies loses only its own run, which is recorded as
+failed with the reason; re-running the grid retries it and skips everything finished.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from bench.records import write_record
+from bench.runner import base_record, pending, resolve_device, run_grid, run_one, waves
+from bench.spec import RunSpec, spec_from_dict
+
+EXECUTORS = ("local", "ray")
+
+
+def run_local(specs: list[RunSpec], *, results: Path, device: str, data_root: Path | None,
+              threads: int | None) -> list[dict[str, Any]]:
+    return run_grid(specs, results=results, device=resolve_device(device), data_root=data_root,
+                    threads=threads)
+
+
+def _ray_task(spec_dict: dict, results: str, device: str, data_root: str | None,
+              threads: int | None) -> dict:
+    import torch
+
+    torch.set_num_threads(threads or 1)
+    return run_one(spec_from_dict(spec_dict), results=Path(results),
+                   device=resolve_device(device), data_root=Path(data_root) if data_root else None)
+
+
+def run_ray(specs: list[RunSpec], *, results: Path, device: str, data_root: Path | None,
+            threads: int | None, ray_init: Callable[[], Any] | None = None
+            ) -> list[dict[str, Any]]:
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("the ray executor needs Ray: pip install -e '.[ray]'") from None
+    if not ray.is_initialized():
+        if ray_init is not None:
+            ray_init()
+        elif os.environ.get("RAY_ADDRESS"):
+            ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    gpus = 1 if device == "cuda" else 0
+    task = ray.remote(num_cpus=threads or 1, num_gpus=gpus, max_retries=0)(_ray_task)
+    results = Path(results).resolve()
+    root = str(data_root.resolve()) if data_root else None
+    records = []
+    for wave in waves(specs):
+        todo, done = pending(wave, results)
+        records += done
+        refs = {task.remote(s.to_dict(), str(results), device, root, threads): s for s in todo}
+        bar = tqdm(total=len(refs), desc="grid (ray)", unit="run", disable=None)
+        remaining = list(refs)
+        while remaining:
+            ready, remaining = ray.wait(remaining, num_returns=1)
+            spec = refs[ready[0]]
+            try:
+                rec = ray.get(ready[0])
+            except Exception as e:  # the worker died: only its own run is lost
+                rec = base_record(spec, resolve_device("cpu"))
+                rec.update({"status": "failed",
+                            "error": f"worker lost: {type(e).__name__}: {e}".splitlines()[0]})
+                print(f"run {spec.run_id} failed: {rec['error']}", file=sys.stderr)
+            write_record(results, rec)  # gathered here even when workers have no shared disk
+            records.append(rec)
+            bar.update(1)
+        bar.close()
+    return records
+
+
+def run_specs(specs: list[RunSpec], *, executor: str = "local", results: Path,
+              device: str = "auto", data_root: Path | None = None,
+              threads: int | None = None) -> list[dict[str, Any]]:
+    if executor == "local":
+        return run_local(specs, results=results, device=device, data_root=data_root,
+                         threads=threads)
+    if executor == "ray":
+        return run_ray(specs, results=results, device=device, data_root=data_root,
+                       threads=threads)
+    raise ValueError(f"unknown executor {executor!r}; valid choices: {', '.join(EXECUTORS)}")
