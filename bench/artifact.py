@@ -142,10 +142,34 @@ def _decode_dense(et: EncodedTensor, blobs: dict[str, bytes]) -> torch.Tensor:
 
 
 def encode_state(state: dict[str, torch.Tensor]) -> dict[str, EncodedTensor]:
-    return {k: dense(v) for k, v in state.items()}
+    """Dense encodings; a tensor that is the same storage as an earlier one (a shared
+    kernel, e.g. KSAC) becomes an `alias` of it, so shared weights are stored once."""
+    out: dict[str, EncodedTensor] = {}
+    seen: dict[tuple, str] = {}
+    for k, v in state.items():
+        key = (v.data_ptr(), tuple(v.shape), tuple(v.stride()), v.dtype) if v.numel() else None
+        if key is not None and key in seen:
+            out[k] = EncodedTensor("alias", tuple(v.shape), dtype_name(v.dtype),
+                                   params={"of": seen[key]})
+        else:
+            if key is not None:
+                seen[key] = k
+            out[k] = dense(v)
+    return out
+
+
+def resolve_aliases(tensors: dict[str, EncodedTensor], state: dict[str, torch.Tensor]) -> None:
+    for k, et in tensors.items():
+        if et.encoding == "alias":
+            src = et.params.get("of")
+            if src not in state or tuple(state[src].shape) != tuple(et.shape):
+                raise ArtifactError(f"alias {k!r} points to missing or mismatched {src!r}")
+            state[k] = state[src]
 
 
 def decode_tensor(et: EncodedTensor) -> torch.Tensor:
+    if et.encoding == "alias":
+        raise ArtifactError("an alias has no data of its own; decode it with its state")
     raw = {}
     for key, blob in et.blobs.items():
         raw[key] = CODECS.get(blob.codec)(blob.data, blob.params)
@@ -157,7 +181,8 @@ def decode_tensor(et: EncodedTensor) -> torch.Tensor:
 
 def is_plain_dense(tensors: dict[str, EncodedTensor]) -> bool:
     return all(
-        et.encoding == "dense" and all(b.codec == "raw" for b in et.blobs.values())
+        et.encoding == "alias"
+        or (et.encoding == "dense" and all(b.codec == "raw" for b in et.blobs.values()))
         for et in tensors.values()
     )
 
@@ -182,8 +207,12 @@ def write_artifact(path: Path, header: dict[str, Any], tensors: dict[str, Encode
         from safetensors.torch import save
 
         path = path.with_suffix(".safetensors")
-        state = {k: decode_tensor(et) for k, et in tensors.items()}
-        data = save(state, metadata={"segbench": json.dumps(header, sort_keys=True)})
+        state = {k: decode_tensor(et) for k, et in tensors.items() if et.encoding != "alias"}
+        aliases = {k: et.params["of"] for k, et in tensors.items() if et.encoding == "alias"}
+        meta = {"segbench": json.dumps(header, sort_keys=True)}
+        if aliases:
+            meta["segbench_aliases"] = json.dumps(aliases, sort_keys=True)
+        data = save(state, metadata=meta)
         _atomic_write(path, lambda f: f.write(data))
         return path
     path = path.with_suffix(".sbz")
@@ -241,8 +270,12 @@ def read_artifact(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     payload = memoryview(data)[_HEAD.size + hlen :]
     if len(payload) != payload_len:
         raise ArtifactError(f"{path}: payload is {len(payload)} bytes, header says {payload_len}")
-    state = {}
+    state, aliases = {}, {}
     for e in entries:
+        if e.get("encoding") == "alias":
+            aliases[e["name"]] = EncodedTensor("alias", tuple(e["shape"]), e["dtype"],
+                                               e.get("params", {}))
+            continue
         try:
             blobs = {}
             for key, b in e["blobs"].items():
@@ -262,6 +295,10 @@ def read_artifact(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             raise ArtifactError(
                 f"{path}: tensor {e.get('name')!r} cannot be decoded ({err})"
             ) from None
+    try:
+        resolve_aliases(aliases, state)
+    except ArtifactError as err:
+        raise ArtifactError(f"{path}: {err}") from None
     return header, state
 
 
@@ -276,6 +313,10 @@ def _read_safetensors(path: Path, data: bytes):
         meta = json.loads(data[8 : 8 + n]).get("__metadata__", {})
         header = json.loads(meta["segbench"])
         state = load(data)
+        for k, src in json.loads(meta.get("segbench_aliases", "{}")).items():
+            if src not in state:
+                raise ArtifactError(f"{path}: alias {k!r} points to missing {src!r}")
+            state[k] = state[src]
     except ArtifactError:
         raise
     except (SafetensorError, KeyError, ValueError, UnicodeDecodeError, struct.error) as e:
@@ -287,4 +328,7 @@ def state_bytes_dense(state: dict[str, torch.Tensor]) -> int:
     """Size of `state` as dense safetensors, without writing it: the dense reference size."""
     from safetensors.torch import save
 
-    return len(save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
+    tensors = encode_state(state)
+    unique = {k: v.detach().cpu().contiguous() for k, v in state.items()
+              if tensors[k].encoding != "alias"}
+    return len(save(unique))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model, save_model
 from torch import nn
 
 from bench.records import atomic_write_text
@@ -43,7 +43,7 @@ def load_cached(model: nn.Module, results: Path, key: str) -> dict[str, Any] | N
         info = json.loads(side.read_text())
         if _sha256(ckpt) != info["sha256"]:
             raise ValueError("checksum mismatch")
-        model.load_state_dict(load_file(str(ckpt)), strict=True)
+        load_model(model, str(ckpt), strict=True)
     except (ValueError, KeyError, RuntimeError, OSError, SafetensorError) as e:
         print(f"warning: cached baseline {ckpt.name} is corrupt ({e}); retraining",
               file=sys.stderr)
@@ -62,7 +62,7 @@ def get_or_train(model: nn.Module, results: Path, key: str,
     ckpt, side = cache_paths(results, key)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     tmp = ckpt.with_suffix(".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    save_model(model, str(tmp))  # handles shared weights (e.g. KSAC kernels) by storing them once
     tmp.replace(ckpt)
     info = {"key": key, "sha256": _sha256(ckpt), "train": summary, **describe}
     atomic_write_text(side, json.dumps(info, indent=2, sort_keys=True, default=str))

@@ -179,6 +179,12 @@ def cmd_plots(args) -> int:
     return plots_main(args)
 
 
+def cmd_sensitivity(args) -> int:
+    from bench.sensitivity import main as sensitivity_main
+
+    return sensitivity_main(args.rest)
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="segbench", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -236,6 +242,11 @@ def make_parser() -> argparse.ArgumentParser:
     pl.add_argument("--results", default=str(DEFAULT_RESULTS))
     pl.add_argument("--model", default="", help="comma list (default: every model with runs)")
     pl.set_defaults(fn=cmd_plots)
+
+    se = sub.add_parser("sensitivity", add_help=False,
+                        help="per-layer pruning sensitivity (see `sensitivity --help`)")
+    se.add_argument("rest", nargs=argparse.REMAINDER)
+    se.set_defaults(fn=cmd_sensitivity)
     return p
 
 

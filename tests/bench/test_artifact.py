@@ -82,3 +82,28 @@ def test_wrong_format_version_is_reported(tmp_path):
 def test_missing_file_is_an_artifact_error(tmp_path):
     with pytest.raises(ArtifactError, match="does not exist"):
         read_artifact(tmp_path / "nope.sbz")
+
+
+@pytest.mark.parametrize("container", [False, True])
+def test_shared_weights_are_stored_once_and_come_back_shared(tmp_path, container):
+    """KSAC shares one kernel between branches: the artifact must not store it twice."""
+    from torch import nn
+
+    from bench.artifact import state_bytes_dense
+
+    conv = nn.Conv2d(16, 16, 3)
+    model = nn.ModuleDict({"a": conv, "b": nn.Conv2d(16, 16, 3)})
+    model["b"].weight = conv.weight
+    state = model.state_dict()
+    tensors = encode_state(state)
+    assert tensors["b.weight"].encoding == "alias"
+    if container:
+        w16 = state["a.bias"].half()
+        tensors["a.bias"] = EncodedTensor("test_halves", tuple(w16.shape), "float32",
+                                          blobs={"h": Blob(w16.numpy().tobytes())})
+    path = write_artifact(tmp_path / "m", {}, tensors)
+    assert path.stat().st_size < 4 * 16 * 16 * 9 * 2  # one copy of the kernel, not two
+    assert state_bytes_dense(state) < 4 * 16 * 16 * 9 * 2
+    _, back = read_artifact(path)
+    assert torch.equal(back["b.weight"], state["a.weight"])
+    assert back["b.weight"].data_ptr() == back["a.weight"].data_ptr()

@@ -1,0 +1,46 @@
+"""The `plots` subcommand: every figure kind over the records under `--results`, written
+to `<results>/plots/`. A figure kind that fails is reported and the others still draw."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+KINDS = ("pareto", "sparsity", "attention", "predictions", "sensitivity")
+
+
+def run_command(args) -> int:
+    import importlib
+
+    from bench.plots.records import ok_records
+    from bench.plots.style import setup
+
+    results = Path(args.results)
+    models = [m.strip() for m in (args.model or "").split(",") if m.strip()] or None
+    if models:
+        from models import MODELS
+
+        for m in models:
+            MODELS.get(m)  # an unknown name exits 2 listing the zoo
+    if not ok_records(results, models):
+        print(f"plots: no finished runs under {results}/runs"
+              + (f" for {', '.join(models)}" if models else "")
+              + "; run `make bench` or `make tables` first", file=sys.stderr)
+        return 1
+    setup()
+    out_dir = results / "plots"
+    written, failed = [], []
+    for kind in KINDS:
+        mod = importlib.import_module(f"bench.plots.{kind}")
+        try:
+            paths = mod.plot(results, out_dir, models)
+        except Exception as e:  # one broken figure kind must not hide the others
+            failed.append(kind)
+            print(f"plots: {kind} failed: {type(e).__name__}: {e}", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
+            continue
+        written += paths
+        print(f"plots: {kind}: {len(paths) // 2} figures", file=sys.stderr)
+    print(f"plots: wrote {len(written)} files under {out_dir}", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,75 @@
+"""Models and images for the figures that run a network: a run's artifact reloaded the way
+`python -m bench verify` reloads it, a cached trained baseline (never trained here: a
+figure must not start training), and fixed validation images."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.plots.records import artifact_path
+
+
+def run_context(rec: dict[str, Any], results: Path):
+    from bench.context import RunContext
+    from bench.spec import spec_from_dict
+
+    return RunContext(spec_from_dict(rec["config"]), device=torch.device("cpu"),
+                      results=Path(results))
+
+
+def reloaded(rec: dict[str, Any], results: Path, ctx=None) -> tuple[nn.Module, Callable]:
+    """(model, predict): the artifact's model and what the run evaluated with (its stages'
+    predictor, e.g. onnxruntime, or the model itself)."""
+    from bench.export import load_model
+
+    path = artifact_path(rec, results)
+    model, _, stages = load_model(path)
+    model.eval()
+    predict: Callable = model
+    ctx = ctx or run_context(rec, results)
+    for st in stages:
+        p = st.method.predictor(model, path, ctx)
+        if p is not None:
+            predict = p
+    return model, predict
+
+
+def cached_baseline(rec: dict[str, Any], results: Path, name: str,
+                    kwargs: dict[str, Any]) -> nn.Module | None:
+    """The trained baseline of zoo model `name` (kwargs) on `rec`'s dataset, budget, seed
+    and training config, from the cache `RunContext.baseline` writes; None if absent."""
+    from bench.baseline import load_cached
+    from bench.data import DATASETS
+    from bench.spec import spec_from_dict
+    from models import create_model
+
+    spec = copy.copy(spec_from_dict(rec["config"]).baseline_spec())
+    spec.model, spec.model_kwargs = name, dict(kwargs)
+    torch.manual_seed(spec.seed)
+    model = create_model(name, num_classes=DATASETS.get(spec.dataset).num_classes, **kwargs)
+    if load_cached(model, Path(results), spec.run_id) is None:
+        return None
+    return model.eval()
+
+
+def val_images(ctx, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `n` validation images (eval transform) and their labels: fixed images, the
+    same for every run of a dataset."""
+    ds = ctx.dataset("val")
+    items = [ds[i] for i in range(min(n, len(ds)))]
+    return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+
+
+def display_image(x: torch.Tensor) -> Any:
+    """A normalized CHW tensor back to an HWC array in [0, 1] for imshow."""
+    from bench.data.base import IMAGENET_MEAN, IMAGENET_STD
+
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (x.cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()

@@ -1,0 +1,37 @@
+"""One look for every figure, and one way to save it (PNG for the README, PDF for papers)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display, no GUI toolkit
+
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+DPI = 150
+
+
+def setup() -> None:
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.15)
+    plt.rcParams.update({"figure.dpi": DPI, "savefig.bbox": "tight", "axes.titleweight": "bold",
+                         "legend.frameon": True, "pdf.fonttype": 42})
+
+
+def slug(*parts: str) -> str:
+    """A file-name-safe name from parts (model, kwargs, dataset, budget...)."""
+    s = "-".join(p for p in parts if p)
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", s).strip("_")
+
+
+def save(fig, out_dir: Path, name: str) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=DPI)
+    fig.savefig(paths[1])
+    plt.close(fig)
+    return paths

@@ -1,0 +1,123 @@
+"""torchvision ImageNet backbones, trimmed to feature extractors, with a controllable stride.
+
+We build on torchvision rather than re-implementing ResNet/VGG/MobileNetV2 so our
+backbones are bit-for-bit the ones everyone else benchmarks, and so `pretrained_backbone`
+can load torchvision's ImageNet checkpoints unchanged. Only two things are added: taking
+intermediate feature maps (`IntermediateLayerGetter`) and trading the last strides for
+dilation (`output_stride`), which torchvision's ResNet supports natively and its
+MobileNetV2 does not, so for that one we patch the depthwise convolutions in place the way
+the DeepLabV3+ reference implementation (VainF/DeepLabV3Plus-Pytorch) builds it.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from torchvision import models as tvm
+from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.vgg import cfgs as vgg_cfgs
+from torchvision.models.vgg import make_layers
+
+from models._common import imagenet_weights
+
+_RESNETS = {
+    18: (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1),
+    50: (tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V1),
+}
+
+
+def dilation_flags(output_stride: int) -> list[bool]:
+    """torchvision's `replace_stride_with_dilation` for an output stride of 8, 16 or 32."""
+    if output_stride not in (8, 16, 32):
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+    return {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}[
+        output_stride
+    ]
+
+
+def resnet(
+    depth: int, pretrained: bool = False, output_stride: int = 32, return_layers=None
+) -> nn.Module:
+    """ResNet-`depth` without its classifier, returning the named `return_layers` as a dict."""
+    builder, weights = _RESNETS[depth]
+    flags = dilation_flags(output_stride)
+    if depth < 50 and any(flags):
+        raise ValueError("torchvision's BasicBlock ResNets do not support dilation")
+    net = builder(
+        weights=imagenet_weights(weights, pretrained),
+        replace_stride_with_dilation=flags if depth >= 50 else None,
+    )
+    return IntermediateLayerGetter(net, return_layers or {"layer4": "out"})
+
+
+def _vgg_features(batch_norm: bool) -> nn.Sequential:
+    """torchvision's VGG-16 conv layers and init, without building the 120 M-parameter
+    classifier we would throw away (that alone takes seconds to initialise on a CPU)."""
+    features = make_layers(vgg_cfgs["D"], batch_norm=batch_norm)
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return features
+
+
+def vgg16_bn_features(pretrained: bool = False) -> nn.Sequential:
+    """VGG-16 (with BatchNorm) convolutional part: 13 conv-BN-ReLU, 5 max-pools."""
+    if not pretrained:
+        return _vgg_features(batch_norm=True)
+    weights = imagenet_weights(tvm.VGG16_BN_Weights.IMAGENET1K_V1, True)
+    return tvm.vgg16_bn(weights=weights).features
+
+
+def vgg16(pretrained: bool = False) -> tuple[nn.Sequential, nn.Sequential | None]:
+    """Plain VGG-16 (no BatchNorm), as FCN used: (features, classifier or None).
+
+    The classifier (fc6/fc7 as Linear layers) is only built when its ImageNet weights are
+    wanted, so FCN can convolutionalise them.
+    """
+    if not pretrained:
+        return _vgg_features(batch_norm=False), None
+    net = tvm.vgg16(weights=imagenet_weights(tvm.VGG16_Weights.IMAGENET1K_V1, True))
+    return net.features, net.classifier
+
+
+def _dilate_mobilenet_v2(features: nn.Sequential, output_stride: int) -> None:
+    """Replace strides beyond `output_stride` with dilation in MobileNetV2 `features`.
+
+    Same rule as ResNet's `replace_stride_with_dilation`: the first block of a stage whose
+    stride is removed keeps the previous dilation, the following blocks use the new one.
+    """
+    stride, dilation = 1, 1
+    for block in features:
+        convs = [m for m in block.modules() if isinstance(m, nn.Conv2d) and m.kernel_size[0] == 3]
+        if not convs:  # 1x1 blocks (none in features[:18]) have nothing to dilate
+            continue
+        conv = convs[0]
+        s = conv.stride[0]
+        if s == 2 and stride >= output_stride:
+            conv.stride = (1, 1)
+            conv.dilation = (dilation, dilation)
+            conv.padding = (dilation, dilation)
+            dilation *= 2
+            continue
+        if s == 2:
+            stride *= 2
+        conv.dilation = (dilation, dilation)
+        conv.padding = (dilation, dilation)
+
+
+def mobilenet_v2(
+    pretrained: bool = False, output_stride: int = 32, return_layers=None
+) -> nn.Module:
+    """MobileNetV2 `features` up to block 17 (no final 1x1-to-1280) as a dict extractor.
+
+    The default returns stride-4 'low_level' (24 ch, after block 3) and 'out' (320 ch), the
+    DeepLabV3+ reference's split. Block i ends stride 2/4/8/16/32 at i = 1/3/6/13/17.
+    """
+    dilation_flags(output_stride)  # validates
+    w = imagenet_weights(tvm.MobileNet_V2_Weights.IMAGENET1K_V1, pretrained)
+    features = tvm.mobilenet_v2(weights=w).features
+    _dilate_mobilenet_v2(features, output_stride)
+    return IntermediateLayerGetter(features, return_layers or {"3": "low_level", "17": "out"})

@@ -1,0 +1,73 @@
+"""`python -m bench plots` on three tiny ENet runs (baseline, gradual pruning, attention
+transfer): every figure kind is drawn as PNG + PDF from the real records and artifacts."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+from PIL import Image
+
+from bench.plots import main
+from bench.plots.pareto import pareto_front
+
+TINY = {"train_images": 16, "eval_images": 4, "latency_runs": 3, "latency_warmup": 1,
+        "batch_size": 8, "calibration_images": 8, "finetune_epochs": 2}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    from bench.budgets import get_budget
+    from bench.method import expand_methods
+    from bench.runner import run_grid
+    from bench.spec import RunSpec
+
+    results = tmp_path_factory.mktemp("plots") / "results"
+    budget = get_budget("smoke", TINY)
+    specs = []
+    for method, sets in (("none", {}),
+                         ("prune_unstructured", {"sparsity": 0.6, "schedule": "gradual",
+                                                 "frequency": 1}),
+                         ("at", {"layers": "output"})):
+        (v,) = expand_methods(method, sets)
+        specs.append(RunSpec("enet", v.spec, v.label, v.resolved(), "synthetic", budget, 0))
+    recs = run_grid(specs, results=results, device=torch.device("cpu"))
+    assert all(r["status"] == "ok" for r in recs), [r.get("error") for r in recs]
+    return results
+
+
+def _args(results, model=""):
+    return argparse.Namespace(results=str(results), model=model)
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    pts = [(1.0, 50.0), (2.0, 60.0), (3.0, 55.0), (0.5, 40.0), (2.0, 58.0)]
+    assert pareto_front(pts) == [(0.5, 40.0), (1.0, 50.0), (2.0, 60.0)]
+
+
+def test_every_figure_kind_is_drawn(results, monkeypatch):
+    from bench.plots import sensitivity
+
+    monkeypatch.setattr(sensitivity, "SAMPLE_LAYERS", 3)  # keep the test to seconds
+    monkeypatch.setattr(sensitivity, "SPARSITIES", (0.5, 0.9))
+    assert main(_args(results)) == 0
+    out = results / "plots"
+    names = sorted(p.name for p in out.glob("*.png"))
+    prefixes = {n.split("-")[0] for n in names}
+    assert prefixes == {"pareto", "sparsity", "attention", "predictions", "sensitivity"}
+    for png in out.glob("*.png"):
+        assert png.with_suffix(".pdf").stat().st_size > 1000
+        w, h = Image.open(png).size
+        assert w >= 600 and h >= 300  # readable, not a thumbnail
+    # the sensitivity analysis behind its figure was run through bench/sensitivity.py
+    assert (results / "sensitivity" / "enet-prune_unstructured-smoke.csv").is_file()
+
+
+def test_unknown_model_and_empty_results(tmp_path, results, capsys):
+    from bench.registry import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="unknown model 'nope'"):
+        main(_args(results, "nope"))
+    assert main(_args(tmp_path)) == 1
+    assert "no finished runs" in capsys.readouterr().err

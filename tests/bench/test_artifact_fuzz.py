@@ -1,0 +1,215 @@
+"""Format fuzzing of bench/artifact.py: truncated and bit-flipped artifacts must fail with
+ArtifactError (never another exception, never a hang) or, where the damage is harmless,
+read back exactly the state that was written. Two known gaps are pinned as strict xfails:
+the safetensors form and the container header carry no checksum."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from bench.artifact import (
+    ArtifactError,
+    Blob,
+    EncodedTensor,
+    encode_state,
+    read_artifact,
+    write_artifact,
+)
+from methods.huffman import HuffmanCoding
+from methods.kmeans import encode_codebook
+
+RNG = np.random.default_rng(0)
+HEAD = struct.Struct("<8sIQ")
+
+
+def _state() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    levels = torch.tensor([-0.4, -0.1, 0.05, 0.3])
+    shared = levels[torch.randint(0, 4, (16, 8, 3, 3), generator=g)]
+    sparse = shared * (torch.rand(shared.shape, generator=g) < 0.1)
+    return {"q.weight": shared, "s.weight": sparse, "d.weight": torch.randn(8, 5, generator=g),
+            "low.weight": torch.randint(0, 3, (300,), generator=g).float(),
+            "empty_q.weight": torch.zeros(0, 3), "n": torch.tensor(7, dtype=torch.int64)}
+
+
+def _tensors(state) -> dict[str, EncodedTensor]:
+    """Every kind of tensor the container holds: dense, both codebook layouts, Huffman
+    coded blobs, an empty (codebook) tensor and an integer scalar."""
+    tensors = encode_state(state)
+    tensors["q.weight"] = encode_codebook(state["q.weight"], 2)
+    tensors["s.weight"] = encode_codebook(state["s.weight"], 3)
+    tensors["empty_q.weight"] = encode_codebook(state["empty_q.weight"], 3)
+    return HuffmanCoding().encode(None, tensors, None)
+
+
+@pytest.fixture(scope="module")
+def sbz(tmp_path_factory):
+    state = _state()
+    tensors = _tensors(state)
+    assert {et.params.get("layout") for et in tensors.values()} >= {"dense", "sparse"}
+    assert any(b.codec == "huffman" for et in tensors.values() for b in et.blobs.values())
+    path = write_artifact(tmp_path_factory.mktemp("fuzz") / "m", {"model": {"name": "x"}},
+                          tensors)
+    assert path.suffix == ".sbz"
+    return path, path.read_bytes(), state
+
+
+def _same(state, back) -> bool:
+    return set(state) == set(back) and all(
+        back[k].dtype == state[k].dtype and torch.equal(back[k], state[k]) for k in state)
+
+
+def _outcome(path, data: bytes, state) -> str:
+    """'error' (ArtifactError), 'same' (the state as written), 'renamed' (a different key
+    set, which load_model's strict load rejects) or 'silent' (other data, no error)."""
+    path.write_bytes(data)
+    try:
+        _, back = read_artifact(path)
+    except ArtifactError:
+        return "error"
+    if set(back) != set(state):
+        return "renamed"
+    return "same" if _same(state, back) else "silent"
+
+
+def test_the_fixture_round_trips(sbz):
+    path, data, state = sbz
+    assert _outcome(path, data, state) == "same"
+
+
+def test_every_truncation_raises(sbz):
+    path, data, state = sbz
+    cuts = set(range(64)) | set(np.linspace(64, len(data) - 1, 80).astype(int).tolist())
+    for cut in sorted(cuts):
+        assert _outcome(path, data[:cut], state) == "error", cut
+    path.write_bytes(data)
+
+
+def test_appended_bytes_raise(sbz):
+    path, data, state = sbz
+    assert _outcome(path, data + b"\0", state) == "error"
+    path.write_bytes(data)
+
+
+def test_payload_bit_flips_fail_the_checksum(sbz):
+    path, data, state = sbz
+    hlen = HEAD.unpack_from(data)[2]
+    start = HEAD.size + hlen
+    for bit in RNG.choice(8 * (len(data) - start), 150, replace=False):
+        flipped = bytearray(data)
+        flipped[start + bit // 8] ^= 1 << (bit % 8)
+        path.write_bytes(bytes(flipped))
+        with pytest.raises(ArtifactError, match="checksum"):
+            read_artifact(path)
+    path.write_bytes(data)
+
+
+def test_header_bit_flips_raise_or_read_back_unchanged(sbz):
+    """Without a header checksum this is the best the container guarantees today: a
+    flipped header bit never crashes the reader and never yields different tensor data
+    under the same names (renamed keys are caught by load_model's strict load)."""
+    path, data, state = sbz
+    hlen = HEAD.unpack_from(data)[2]
+    bits = set(range(8 * HEAD.size)) | set(
+        (8 * HEAD.size + RNG.choice(8 * hlen, 600, replace=False)).tolist())
+    seen = {"error": 0, "same": 0, "renamed": 0, "silent": []}
+    for bit in sorted(bits):
+        flipped = bytearray(data)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        kind = _outcome(path, bytes(flipped), state)
+        if kind == "silent":
+            seen["silent"].append(bit)
+        else:
+            seen[kind] += 1
+    path.write_bytes(data)
+    assert seen["silent"] == [], f"silent corruption at header bits {seen['silent']}"
+    assert seen["error"] > 0.5 * len(bits)
+
+
+def test_damage_behind_a_valid_checksum_raises_artifact_error(tmp_path):
+    """Corrupt the coded blobs themselves and write them with fresh CRCs, so that the
+    decoders (Huffman, codebook) see the damage: ArtifactError or valid data, no crash."""
+    state = _state()
+    tensors = _tensors(state)
+    outcomes = set()
+    for name in ("q.weight", "s.weight", "low.weight"):
+        for key, blob in tensors[name].blobs.items():
+            for trial in range(25):
+                raw = bytearray(blob.data)
+                if trial % 5 == 4:
+                    raw = raw[: len(raw) * trial // 30]
+                elif raw:
+                    raw[RNG.integers(len(raw))] ^= 1 << int(RNG.integers(8))
+                bad = dict(tensors)
+                et = tensors[name]
+                bad[name] = EncodedTensor(et.encoding, et.shape, et.dtype, et.params,
+                                          {**et.blobs, key: Blob(bytes(raw), blob.codec,
+                                                                 blob.params)})
+                path = write_artifact(tmp_path / "m", {"model": {}}, bad)
+                try:
+                    read_artifact(path)
+                    outcomes.add("read")
+                except ArtifactError:
+                    outcomes.add("error")
+    assert "error" in outcomes
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bench/artifact.py: a plain-dense artifact is written as safetensors, which has no "
+    "checksum; a flipped weight bit loads silently. Fix: store a CRC32 of every tensor's "
+    "bytes in the segbench metadata and compare in _read_safetensors."))
+def test_safetensors_payload_bit_flip_is_detected(tmp_path):
+    state = _state()
+    path = write_artifact(tmp_path / "m", {"model": {}}, encode_state(state))
+    assert path.suffix == ".safetensors"
+    flipped = bytearray(path.read_bytes())
+    flipped[-7] ^= 0x10  # inside the last tensor's data
+    assert _outcome(path, bytes(flipped), state) == "error"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bench/artifact.py: the container header has no checksum, and stage metadata shapes "
+    "the model (here the HashedNets seed), so a flipped header bit can load a different "
+    "network without error. Fix: write a CRC32 of the header bytes after the header "
+    "length (format version 2) and check it in read_artifact before json.loads."))
+def test_header_flip_in_stage_metadata_is_detected(tmp_path):
+    from bench.export import export_model, load_model
+    from bench.method import METHODS, Stage
+    from models import create_model
+
+    model = create_model("enet", num_classes=9).eval()
+    cls = METHODS.get("hashing")
+    hashing = cls(cls.Config(compression=64, seed=3))
+    hashing.compress(model, type("Ctx", (), {"extras": {}})())
+    path = export_model(model, tmp_path / "m", model_name="enet", num_classes=9,
+                        model_kwargs={}, stages=[Stage(hashing), Stage(HuffmanCoding())])
+    data = path.read_bytes()
+    hlen = HEAD.unpack_from(data)[2]
+    header = data[HEAD.size : HEAD.size + hlen].decode()
+    at = HEAD.size + header.rindex('"seed":3') + len('"seed":')  # the meta's, not the config's
+    flipped = bytearray(data)
+    flipped[at] ^= 0x01  # "seed":3 -> "seed":2, still valid JSON
+    assert json.loads(bytes(flipped[HEAD.size : HEAD.size + hlen]))
+    path.write_bytes(bytes(flipped))
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    try:
+        loaded, _, _ = load_model(path)
+    except ArtifactError:
+        return
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x)), "a different network loaded silently"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bench/artifact.py _decode_dense: torch.frombuffer raises on an empty buffer, so a "
+    "0-element dense tensor in the container cannot be read back. Fix: return "
+    "torch.empty(et.shape, dtype=dt) when the tensor has no elements."))
+def test_empty_dense_tensor_in_the_container_round_trips(tmp_path):
+    state = {"empty": torch.zeros(0, 4), "q.weight": _state()["q.weight"]}
+    tensors = encode_state(state)
+    tensors["q.weight"] = encode_codebook(state["q.weight"], 2)  # forces the container
+    path = write_artifact(tmp_path / "m", {"model": {}}, tensors)
+    assert _outcome(path, path.read_bytes(), state) == "same"
