@@ -19,7 +19,7 @@ class Budget:
     epochs: int  # baseline training epochs
     finetune_epochs: int  # epochs a method fine-tunes for after compressing
     batch_size: int
-    lr: float  # SGD base learning rate (Adam uses lr * adam_lr_scale)
+    lr: float  # base learning rate of the default optimizer, Adam (SGD: x sgd_lr_scale)
     finetune_lr_scale: float  # fine-tuning starts at lr * this
     crop_size: int  # training crop (square)
     eval_size: int | None  # evaluation size (short side) for real datasets; None = native
@@ -35,13 +35,13 @@ class Budget:
 
 BUDGETS: Registry[Budget] = Registry("budget")
 for _b in (
-    Budget("smoke", epochs=1, finetune_epochs=1, batch_size=8, lr=0.05, finetune_lr_scale=0.2,
+    Budget("smoke", epochs=1, finetune_epochs=1, batch_size=8, lr=2e-3, finetune_lr_scale=0.2,
            crop_size=64, eval_size=None, train_images=32, eval_images=16, latency_runs=30,
            latency_warmup=3, calibration_images=16),
-    Budget("quick", epochs=12, finetune_epochs=3, batch_size=16, lr=0.05, finetune_lr_scale=0.2,
+    Budget("quick", epochs=12, finetune_epochs=3, batch_size=16, lr=1e-3, finetune_lr_scale=0.2,
            crop_size=96, eval_size=None, train_images=None, eval_images=None, latency_runs=50,
            latency_warmup=10, calibration_images=128),
-    Budget("full", epochs=60, finetune_epochs=20, batch_size=16, lr=0.01, finetune_lr_scale=0.1,
+    Budget("full", epochs=60, finetune_epochs=20, batch_size=16, lr=5e-4, finetune_lr_scale=0.1,
            crop_size=256, eval_size=513, train_images=None, eval_images=None, latency_runs=100,
            latency_warmup=20, calibration_images=512),
 ):

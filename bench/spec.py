@@ -23,10 +23,10 @@ from bench.registry import UnknownNameError
 class TrainConfig:
     """The shared training loop's settings (`--set train.<field>=...`)."""
 
-    optimizer: str = "sgd"  # sgd | adam
-    momentum: float = 0.9
+    optimizer: str = "adam"  # adam | sgd
+    momentum: float = 0.9  # SGD only
     weight_decay: float = 1e-4
-    adam_lr_scale: float = 0.02  # Adam's lr = budget lr * this
+    sgd_lr_scale: float = 50.0  # SGD's lr = the budget's (Adam) lr * this
     loss: str = "ce"  # ce | iou | ce+iou
     poly_power: float = 0.9
     amp: bool = True  # mixed precision, on CUDA only

@@ -77,10 +77,10 @@ def train(
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adam":
-        base_lr = lr * cfg.adam_lr_scale
+        base_lr = lr
         opt = torch.optim.Adam(params, lr=base_lr, weight_decay=cfg.weight_decay)
     else:
-        base_lr = lr
+        base_lr = lr * cfg.sgd_lr_scale
         opt = torch.optim.SGD(params, lr=base_lr, momentum=cfg.momentum,
                               weight_decay=cfg.weight_decay)
     loader = make_loader(dataset, batch_size, shuffle=True, seed=seed, drop_last=True)

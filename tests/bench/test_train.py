@@ -51,8 +51,8 @@ def test_losses_and_optimizers_reduce_loss(loss, optimizer):
     x = torch.stack([data[i][0] for i in range(8)])
     y = torch.stack([data[i][1] for i in range(8)])
     before = iou_loss(m(x), y, 255).item()
-    train(m, data, epochs=15, lr=0.2, batch_size=4, cfg=TrainConfig(loss=loss, optimizer=optimizer,
-          adam_lr_scale=0.1), device=torch.device("cpu"), ignore_index=255, seed=0)
+    train(m, data, epochs=15, lr=0.02, batch_size=4, cfg=TrainConfig(loss=loss, optimizer=optimizer,
+          sgd_lr_scale=10), device=torch.device("cpu"), ignore_index=255, seed=0)
     assert iou_loss(m(x), y, 255).item() < before
 
 
