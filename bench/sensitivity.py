@@ -10,7 +10,7 @@ numbers line up with the leaderboard's `none` row. Output: `results/sensitivity/
 <model>-<method>-<budget>.csv` and a heatmap `.png` of ΔmIoU beside it.
 
     python -m bench.sensitivity --model enet --method prune_unstructured --budget quick \\
-        --sparsities 0.5,0.75,0.9 --layers 'net.stage2.*' --threads 1
+        --sparsities 0.5,0.75,0.9 --layers 'net.stage2.*' --threads 1 [--set budget.epochs=8]
 """
 
 from __future__ import annotations
@@ -201,6 +201,19 @@ def plot_sensitivity(rows: list[dict], path: Path, title: str = "") -> Path:
     return path
 
 
+def _budget_overrides(items: list[str]) -> dict:
+    from bench.cli import UsageError, parse_sets
+
+    try:
+        sets = parse_sets(items)
+    except UsageError as e:
+        raise ValueError(str(e)) from None
+    bad = [k for k in sets if not k.startswith("budget.")]
+    if bad:
+        raise ValueError(f"--set {', '.join(bad)}: sensitivity takes budget.* overrides only")
+    return {k.split(".", 1)[1]: v for k, v in sets.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.sensitivity", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -214,12 +227,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layers", default="", help="comma list of fnmatch patterns")
     p.add_argument("--max-images", type=int, default=None,
                    help="evaluate on the first N validation images only")
+    p.add_argument("--set", action="append", default=[], metavar="budget.FIELD=VALUE",
+                   help="budget override, as for `bench run` (the baseline's cache key)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:  # `python -m bench sensitivity -- --model ...` passes it on
+        argv = argv[1:]
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         sparsities = [float(s) for s in args.sparsities.split(",") if s.strip()]
-        path = run_sensitivity(args.model, args.method, Path(args.results), args.budget,
+        budget = get_budget(args.budget, _budget_overrides(args.set))
+        path = run_sensitivity(args.model, args.method, Path(args.results), budget,
                                args.device, sparsities,
                                [x for x in args.layers.split(",") if x.strip()] or None,
                                max_images=args.max_images)

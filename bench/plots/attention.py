@@ -53,25 +53,37 @@ def maps(model: torch.nn.Module, layers, num_classes: int, image: torch.Tensor):
     return out
 
 
-def draw(rec: dict, teacher_name: str, image, t_maps, s_maps, title: str):
+def draw(teacher_name: str, image, label, num_classes: int, ignore: int, t_maps, s_maps,
+         title: str):
+    """Row 1: teacher, row 2: student; a column per tap point; input and label on the left."""
+    from bench.plots.predictions import class_colours, to_index
+
     n = min(len(s_maps), MAX_POINTS)
-    fig, axes = plt.subplots(n, 3, figsize=(8.4, 2.6 * n + 0.6), squeeze=False)
-    for i in range(n):
-        ax_img, ax_t, ax_s = axes[i]
-        if i == 0:
-            ax_img.imshow(loading.display_image(image[0]))
-            ax_img.set_title("input")
-        ax_img.axis("off")
-        ax_t.imshow(t_maps[i][1], cmap="magma", vmin=0, vmax=1)
-        ax_t.set_title(f"teacher: {t_maps[i][0]}", fontsize=7)
-        im = ax_s.imshow(s_maps[i][1], cmap="magma", vmin=0, vmax=1)
-        ax_s.set_title(f"student: {s_maps[i][0]}", fontsize=7)
-        ax_t.axis("off")
-        ax_s.axis("off")
-    fig.colorbar(im, ax=axes[:, 1:].ravel().tolist(), shrink=0.8,
-                 label="attention (channel mean of squares, scaled)")
-    extra = f" (first {n} of {len(s_maps)} layers)" if len(s_maps) > n else ""
-    fig.suptitle(f"{title}\nteacher {teacher_name}{extra}", fontsize=10)
+    fig, axes = plt.subplots(2, n + 1, figsize=(2.3 * (n + 1) + 1.2, 5.4), squeeze=False,
+                             gridspec_kw={"wspace": 0.3})
+    axes[0, 0].imshow(loading.display_image(image[0]))
+    axes[0, 0].set_title("input", fontsize=9)
+    axes[1, 0].imshow(to_index(label, num_classes, ignore), cmap=class_colours(num_classes),
+                      vmin=0, vmax=num_classes, interpolation="nearest")
+    axes[1, 0].set_title("ground truth", fontsize=9)
+    for j in range(n):
+        axes[0, j + 1].imshow(t_maps[j][1], cmap="magma", vmin=0, vmax=1,
+                              interpolation="nearest")
+        axes[0, j + 1].set_title(t_maps[j][0], fontsize=7)
+        im = axes[1, j + 1].imshow(s_maps[j][1], cmap="magma", vmin=0, vmax=1,
+                                   interpolation="nearest")
+        axes[1, j + 1].set_title(s_maps[j][0], fontsize=7)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+    axes[0, 1].set_ylabel(f"teacher\n{teacher_name}", fontsize=9)
+    axes[1, 1].set_ylabel("student", fontsize=9)
+    fig.colorbar(im, ax=axes[:, 1:].ravel().tolist(), fraction=0.025, pad=0.02,
+                 label="attention (scaled)")
+    extra = f"; first {n} of {len(s_maps)} layers" if len(s_maps) > n else ""
+    fig.suptitle(f"{title}\nattention = channel mean of squared activations{extra}",
+                 fontsize=10)
     return fig
 
 
@@ -95,14 +107,15 @@ def plot(results: Path, out_dir: Path, models: list[str] | None = None) -> list[
             continue
         ctx = loading.run_context(rec, results)
         student, _ = loading.reloaded(rec, results, ctx)
-        images, _ = loading.val_images(ctx, IMAGE_INDEX + 1)
+        images, labels = loading.val_images(ctx, IMAGE_INDEX + 1)
         image = images[IMAGE_INDEX:IMAGE_INDEX + 1]
         s_maps = maps(student, layers, ctx.num_classes, image)
         t_maps = maps(teacher, layers, ctx.num_classes, image)
         kw = R.kwargs_label(rec)
         title = (f"{rec['model']}{f' ({kw})' if kw else ''} · at layers={layers} · "
                  f"{rec['dataset']} · budget {rec['budget']} · run {rec['run_id']}")
-        fig = draw(rec, t_name, image, t_maps, s_maps, title)
+        fig = draw(t_name, image, labels[IMAGE_INDEX], ctx.num_classes, ctx.ignore_index,
+                   t_maps, s_maps, title)
         written += save(fig, out_dir, slug("attention", rec["model"], str(layers),
                                            rec["run_id"]))
     return written

@@ -1,7 +1,7 @@
 """Pareto fronts per model: validation mIoU against stored size, MAdds and measured
 latency, one panel each, cost axes log-scaled. Every ok run is a point coloured by its
-method; baselines (`none`) are stars; the dashed line joins the runs no other run beats
-on both axes (lower cost and higher mIoU)."""
+method; baselines (`none`) are stars; the circled runs, joined by the dashed line, are
+those no other run beats on both axes (lower cost and higher mIoU)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 
 
 def draw(recs: list[dict], title: str):
-    labels = sorted({r.get("label", r["method"]) for r in recs}, key=lambda m: (m != "none", m))
+    labels = sorted({R.series_label(r) for r in recs}, key=lambda m: (m != "none", m))
     palette = dict(zip(labels, sns.color_palette("tab10" if len(labels) <= 10 else "husl",
                                                  len(labels))))
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), sharey=True)
@@ -39,10 +39,12 @@ def draw(recs: list[dict], title: str):
         front = pareto_front([(x, y) for x, y, _ in pts])
         if len(front) > 1:
             ax.step([p[0] for p in front], [p[1] for p in front], where="post", ls="--",
-                    color="0.45", lw=1.2, zorder=1, label="Pareto front")
+                    color="0.45", lw=1.2, zorder=1)
+        ax.scatter([p[0] for p in front], [p[1] for p in front], s=260, facecolors="none",
+                   edgecolors="0.35", linewidths=1.0, zorder=2)
         for x, y, r in pts:
-            lab = r.get("label", r["method"])
-            base = r["method"] == "none"
+            lab = R.series_label(r)
+            base = lab == "none"
             ax.scatter(x, y, s=160 if base else 55, marker="*" if base else "o",
                        color=palette[lab], edgecolor="black" if base else "white",
                        linewidth=0.8, zorder=3)
@@ -60,7 +62,9 @@ def draw(recs: list[dict], title: str):
                           markersize=12 if m == "none" else 7, color=palette[m],
                           markeredgecolor="black" if m == "none" else "white",
                           label="none (baseline)" if m == "none" else m) for m in labels]
-    handles.append(plt.Line2D([], [], ls="--", color="0.45", label="Pareto front"))
+    handles.append(plt.Line2D([], [], ls="--", color="0.45", marker="o", markersize=12,
+                              markerfacecolor="none", markeredgecolor="0.35",
+                              label="Pareto front"))
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), title="method")
     fig.suptitle(title)
     fig.tight_layout()

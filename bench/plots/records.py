@@ -43,6 +43,19 @@ def kwargs_label(rec: dict[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in kw.items())
 
 
+def series_label(rec: dict[str, Any]) -> str:
+    """What a figure colours a run by: its method, plus any non-default training setting
+    (an IoU-loss baseline is not the cross-entropy one)."""
+    import dataclasses
+
+    from bench.spec import TrainConfig
+
+    defaults = dataclasses.asdict(TrainConfig())
+    diff = [f"{k}={v}" for k, v in (rec["config"].get("train") or {}).items()
+            if defaults.get(k) != v]
+    return rec.get("label", rec["method"]) + (f" [train {','.join(diff)}]" if diff else "")
+
+
 def method_label(rec: dict[str, Any]) -> str:
     """The leaderboard's name of a run's method, with its non-default settings."""
     from bench.method import stages_from_record

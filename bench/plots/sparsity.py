@@ -48,7 +48,7 @@ def draw(rec: dict, title: str):
     ax0.set_xticks(list(xs)[::step], [n for n, _ in layers][::step], rotation=90, fontsize=6)
     ax0.set_ylim(0, 100)
     ax0.set_ylabel("zero weights [%]")
-    ax0.set_xlabel(f"pruned layer, in execution order ({len(layers)} layers, "
+    ax0.set_xlabel(f"pruned layer ({len(layers)} layers, by name; "
                    f"scope {cfg.get('scope', 'global')})")
     ax0.set_title("zero-weight distribution per layer")
     ax0.legend(loc="upper left")
@@ -78,7 +78,7 @@ def draw(rec: dict, title: str):
     done = info.get("schedule_completed_in_finetuning", True)
     ax1.set_title(f"{cfg.get('schedule', '?')} schedule"
                   + ("" if done else " (finished at finalize)"))
-    ax1.legend(loc="upper right")
+    ax1.legend(loc="center right")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -72,7 +72,7 @@ def _md_cell(c: Cell) -> str:
 def to_markdown(t: Rendered) -> str:
     align = ["right" if n else "left" for n in t.numeric]
     body = tabulate([[_md_cell(c) for c in r] for r in t.rows], headers=t.headers,
-                    tablefmt="github", disable_numparse=True, colalign=align)
+                    tablefmt="pipe", disable_numparse=True, colalign=align)
     out = [f"# [{t.id}] {t.title}", "", t.caption, "", body, ""]
     if t.footnotes:
         out += [f"[{i}] {n}  " for i, n in enumerate(t.footnotes, 1)]

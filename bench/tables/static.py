@@ -34,20 +34,6 @@ def zoo_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def unique_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict with aliases dropped: a tensor shared by several modules (KSAC's
-    shared atrous kernels) is stored once, under its first name, as a file would hold it."""
-    seen: set[tuple[int, int, tuple[int, ...]]] = set()
-    out = {}
-    for k, v in model.state_dict().items():
-        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
-        if key in seen:
-            continue
-        seen.add(key)
-        out[k] = v
-    return out
-
-
 def compute(model_name: str, model_kwargs: dict[str, Any], num_classes: int,
             size: tuple[int, int]) -> dict[str, Any]:
     """params, MAdds (torchvision convention), FLOPs = 2 x MAdds, dense safetensors bytes."""
@@ -58,13 +44,11 @@ def compute(model_name: str, model_kwargs: dict[str, Any], num_classes: int,
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=num_classes, **model_kwargs).eval()
     cx = count_madds(model, (1, 3, *size))
-    state = unique_state(model)
     return {
         "params": cx.params,
         "madds": cx.madds,
         "flops": 2 * cx.madds,
-        "dense_size": state_bytes_dense(state),
-        "shared_tensors": len(model.state_dict()) - len(state),
+        "dense_size": state_bytes_dense(model.state_dict()),  # shared kernels stored once
         "input_size": list(size),
     }
 

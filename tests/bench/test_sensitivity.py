@@ -57,3 +57,5 @@ def test_bad_input_is_reported(shared_results, tiny_budget, capsys):
     assert main(["--model", "enet", "--budget", "smoke", "--results", str(shared_results),
                  "--sparsities", "1.5"]) == 2
     assert "sparsities must be numbers in [0, 1)" in capsys.readouterr().err
+    assert main(["--", "--model", "enet", "--budget", "smoke", "--set", "epochs=3"]) == 2
+    assert "budget.* overrides only" in capsys.readouterr().err

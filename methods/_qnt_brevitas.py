@@ -1,0 +1,170 @@
+"""Brevitas does the quantization proper: fake-quantized layers with straight-through
+gradients and learned scales for QAT, runtime-statistics calibration for PTQ.
+
+`to_brevitas` swaps the plan's layers for `brevitas.nn` ones (QuantConv2d,
+QuantConvTranspose2d, QuantLinear with their input/output quantizers; QuantReLU for the
+ReLUs that carry a quantizer), `calibrate` initialises every activation scale from
+calibration images with `brevitas.graph.calibrate.calibration_mode`, and `freeze` reads the
+integer weights and scales back out into the frozen layers of methods/_qnt_modules.py.
+
+Quantizer choice: 8-bit weights use brevitas's max-abs scale (recomputed from the weights);
+narrower weights use its MSE-initialised learned scale, since max-abs wastes most of a
+4- or 2-bit grid on outliers. Activations use learned scales initialised from a percentile
+of the calibration activations: the 99.999th at 8 bits, the 99.9th below (brevitas's MSE
+initialisation of activations costs ~1 s per image on ENet, too slow for calibration sets
+of hundreds of images on a CPU; QAT learns the scale from there anyway).
+"""
+
+from __future__ import annotations
+
+import torch
+from brevitas import nn as qnn
+from brevitas.graph.calibrate import calibration_mode
+from brevitas.quant import (
+    Int8ActPerTensorFloat,
+    Int8WeightPerChannelFloat,
+    Int8WeightPerChannelFloatMSE,
+    Int8WeightPerTensorFloat,
+    Int8WeightPerTensorFloatMSE,
+    Uint8ActPerTensorFloat,
+)
+from torch import nn
+
+from methods._qnt_modules import ActQuant, ActSpec, LayerSpec, frozen_layer, qrange
+from methods._qnt_plan import QuantPlan
+
+SUB8_ACT_PERCENTILE = 99.9  # calibration percentile for activations below 8 bits
+
+
+def weight_quantizer(bits: int, per_channel: bool):
+    if bits >= 8:
+        base = Int8WeightPerChannelFloat if per_channel else Int8WeightPerTensorFloat
+    else:
+        base = Int8WeightPerChannelFloatMSE if per_channel else Int8WeightPerTensorFloatMSE
+    return base.let(bit_width=bits)
+
+
+def act_quantizer(spec: ActSpec | None):
+    if spec is None:
+        return None
+    base = Int8ActPerTensorFloat if spec.signed else Uint8ActPerTensorFloat
+    # a narrower grid is better spent on the bulk of the distribution than on its tail
+    percentile = 99.999 if spec.bits >= 8 else SUB8_ACT_PERCENTILE
+    return base.let(bit_width=spec.bits, high_percentile_q=percentile)
+
+
+def _brevitas_layer(m: nn.Module, spec: LayerSpec, in_q: ActSpec | None) -> nn.Module:
+    common = dict(weight_quant=weight_quantizer(spec.w_bits, spec.per_channel),
+                  input_quant=act_quantizer(in_q), output_quant=act_quantizer(spec.out_q),
+                  bias=m.bias is not None, return_quant_tensor=False)
+    if type(m) is nn.Conv2d:
+        q = qnn.QuantConv2d(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride,
+                            padding=m.padding, dilation=m.dilation, groups=m.groups, **common)
+    elif type(m) is nn.ConvTranspose2d:
+        q = qnn.QuantConvTranspose2d(m.in_channels, m.out_channels, m.kernel_size,
+                                     stride=m.stride, padding=m.padding,
+                                     output_padding=m.output_padding, dilation=m.dilation,
+                                     groups=m.groups, **common)
+    elif type(m) is nn.Linear:
+        q = qnn.QuantLinear(m.in_features, m.out_features, **common)
+    else:
+        raise TypeError(f"no brevitas counterpart for {type(m).__name__}")
+    with torch.no_grad():
+        q.weight.copy_(m.weight)
+        if m.bias is not None:
+            q.bias.copy_(m.bias)
+    return q.to(m.weight.device)
+
+
+def to_brevitas(model: nn.Module, plan: QuantPlan) -> nn.Module:
+    """Replace the plan's layers and ReLUs by brevitas quantized modules (in place). A tied
+    input quantizer is left out here: its input already lies on the tied grid."""
+    for name, spec in plan.layers.items():
+        in_q = None if name in plan.ties else spec.in_q
+        model.set_submodule(name, _brevitas_layer(model.get_submodule(name), spec, in_q))
+    for name, spec in plan.acts.items():
+        model.set_submodule(name, qnn.QuantReLU(act_quant=act_quantizer(spec),
+                                                return_quant_tensor=False))
+    return model
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, images: torch.Tensor, batch_size: int,
+              device: torch.device) -> None:
+    """Initialise activation scales from `images` (weights are not changed)."""
+    model.eval()
+    with calibration_mode(model):
+        for i in range(0, len(images), batch_size):
+            model(images[i : i + batch_size].to(device))
+    model.eval()
+
+
+def _act_scale(proxy) -> torch.Tensor:
+    """Scale of a per-tensor brevitas activation quantizer (zero point must be 0)."""
+    p = next(iter(proxy.parameters()), None)
+    device = p.device if p is not None else torch.device("cpu")
+    qt = proxy(torch.zeros(1, 1, 1, 1, device=device))
+    if float(qt.zero_point.abs().max()) != 0.0:
+        raise ValueError("activation quantizer with a nonzero zero point")
+    return qt.scale.detach().reshape(()).float().cpu()
+
+
+def _weight_codes(layer: nn.Module, spec: LayerSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    qw = layer.quant_weight()
+    if float(qw.zero_point.abs().max()) != 0.0:
+        raise ValueError("weight quantizer with a nonzero zero point")
+    codes = qw.int().detach().cpu()
+    lo, hi = qrange(spec.w_bits, signed=True)
+    if int(codes.min()) < lo or int(codes.max()) > hi:
+        raise ValueError(f"weight codes outside the {spec.w_bits}-bit range")
+    scale = qw.scale.detach().float().cpu()
+    scale = scale.reshape(-1) if spec.per_channel else scale.reshape(())
+    return codes.to(torch.int8), scale
+
+
+@torch.no_grad()
+def freeze(model: nn.Module, plan: QuantPlan) -> nn.Module:
+    """Replace brevitas modules by frozen integer layers holding the same numbers."""
+    model.eval()
+    scales: dict[str, torch.Tensor] = {}
+    for name in plan.acts:
+        scales[f"act:{name}"] = _act_scale(model.get_submodule(name).act_quant)
+    for name, spec in plan.layers.items():
+        if spec.out_q is not None:
+            scales[f"out:{name}"] = _act_scale(model.get_submodule(name).output_quant)
+    for name, spec in plan.layers.items():
+        layer = model.get_submodule(name)
+        frozen = frozen_layer(layer, spec)
+        codes, w_scale = _weight_codes(layer, spec)
+        frozen.weight_int.copy_(codes)
+        frozen.weight_scale.copy_(w_scale)
+        if spec.in_q is not None:
+            tie = plan.ties.get(name)
+            frozen.in_q.scale.copy_(scales[tie] if tie else _act_scale(layer.input_quant))
+        if layer.bias is not None:
+            bias = layer.bias.detach().float().cpu()
+            in_scale = frozen.in_q.scale if spec.in_q is not None else \
+                scales.get(plan.feeds.get(name, ""))
+            if in_scale is not None and frozen.export_int_weight:
+                bias = _on_bias_grid(bias, in_scale * w_scale)
+            frozen.bias.copy_(bias)
+        if spec.out_q is not None:
+            frozen.out_q.scale.copy_(scales[f"out:{name}"])
+        model.set_submodule(name, frozen.to(layer.weight.device))
+    for name, spec in plan.acts.items():
+        act = ActQuant(spec)
+        act.scale.copy_(scales[f"act:{name}"])
+        model.set_submodule(name, act.to(_device(model)))
+    return model
+
+
+def _on_bias_grid(bias: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """The bias an integer kernel adds: int32 codes of step input_scale * weight_scale
+    (what onnxruntime makes of a float bias when it fuses QLinearConv), so PyTorch and
+    onnxruntime add the very same number."""
+    return torch.round(bias / step) * step
+
+
+def _device(model: nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")

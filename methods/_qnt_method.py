@@ -1,0 +1,236 @@
+"""What QAT and PTQ share: plan, fold, quantize with brevitas, calibrate, freeze, pack,
+reload, and run on onnxruntime.
+
+    compress:  trace the model once -> plan (methods/_qnt_plan.py) -> fold BatchNorms ->
+               brevitas layers -> calibrate activation scales on training images
+    fine-tune: QAT only, the harness's shared loop trains weights and scales
+    finalize:  freeze to integer layers; time the int8 and the float baseline ONNX models in
+               onnxruntime, interleaved, for a like-for-like speedup (`ctx.extras`)
+    encode:    integer weights packed at their bit-width (`int_packed`), scales as float32
+    rebuild:   the plan (artifact meta) recreates the frozen structure, the state loads
+    predictor: onnxruntime session of the reloaded model, checked against the PyTorch
+               quantized model (argmax agreement) before it is evaluated and timed
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.artifact import EncodedTensor
+from bench.method import Method
+from methods._int_pack import encode_int_tensor
+from methods._onnx_export import export_onnx
+from methods._onnx_runtime import (
+    LAYOUTS,
+    OrtPredictor,
+    argmax_agreement,
+    count_ops,
+    paired_latency,
+)
+from methods._qnt_modules import FROZEN_LAYERS, ActQuant, qrange
+from methods._qnt_plan import (
+    QuantConfig,
+    QuantPlan,
+    apply_frozen_structure,
+    check_config,
+    fold_batchnorms,
+    plan_quantization,
+)
+from methods._qnt_trace import trace_dataflow
+
+# onnxruntime vs the PyTorch quantized model, fraction of pixels whose argmax agrees.
+# The integer kernels and the float reference round a rare code differently, and at 4-bit
+# activations such a flip moves a whole coarse step and spreads through deep nets, so W4A4
+# ENet lands just under the 99 % target; a broken export lands far below the fatal floor.
+TARGET_AGREEMENT = 0.99
+MIN_AGREEMENT = 0.95
+AGREEMENT_IMAGES = 8  # validation images the agreement is measured on
+
+
+@dataclass
+class QuantMethodConfig:
+    weight_bits: int = 8  # 2..8
+    act_bits: int = 8  # 4..8, or 32 for weight-only quantization
+    per_channel: bool = True  # per-output-channel weight scales (else per tensor)
+    first_last_bits: int | None = 8  # first and last layers' weights and inputs; null: same
+    calibration_images: int | None = None  # training images for calibration; null: budget's
+    ort_layout: str = "auto"  # onnxruntime integer-conv layout: auto (timed), nhwc, nchw
+
+    def quant_config(self) -> QuantConfig:
+        return QuantConfig(self.weight_bits, self.act_bits, self.per_channel,
+                           self.first_last_bits)
+
+
+class QuantMethod(Method):
+    """Base of `qat` and `ptq` (not registered itself)."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, config: Any | None = None):
+        super().__init__(config)
+        check_config(self.config.quant_config())  # bad settings fail before any work
+        n = self.config.calibration_images
+        if n is not None and (not isinstance(n, int) or n < 1):
+            raise ValueError(f"calibration_images must be a positive integer or null, got {n!r}")
+        if self.config.ort_layout not in LAYOUTS:
+            raise ValueError(f"unknown ort_layout {self.config.ort_layout!r}; valid: "
+                             f"{', '.join(LAYOUTS)}")
+        self.plan: QuantPlan | None = None
+
+    def describe(self) -> str:
+        c = self.config
+        a = "32" if c.act_bits == 32 else str(c.act_bits)
+        return f"W{c.weight_bits}A{a}" + ("" if c.per_channel else " per-tensor")
+
+    # -- compression -----------------------------------------------------------------
+    def compress(self, model: nn.Module, ctx) -> nn.Module:
+        from methods._qnt_brevitas import calibrate, to_brevitas  # slow import: only here
+
+        n = self.config.calibration_images or ctx.budget.calibration_images
+        images = ctx.calibration_images(n)
+        model.eval()
+        trace = trace_dataflow(model, images[:1].to(ctx.device))
+        self.plan = plan_quantization(model, trace, self.config.quant_config())
+        fold_batchnorms(model, self.plan.folds)
+        to_brevitas(model, self.plan)
+        calibrate(model, images, ctx.budget.batch_size, ctx.device)
+        ctx.extras.update({
+            "quant_layers": len(self.plan.layers),
+            "quant_folded_batchnorms": len(self.plan.folds),
+            "quant_activation_quantizers": sum(
+                (s.in_q is not None) + (s.out_q is not None) for s in self.plan.layers.values()
+            ) + len(self.plan.acts),
+            "calibration_images": len(images),
+        })
+        return model
+
+    def finalize(self, model: nn.Module, ctx) -> nn.Module:
+        from methods._qnt_brevitas import freeze
+
+        model = freeze(model, self._require_plan())
+        model.eval()
+        if ctx is not None:
+            self._time_against_float(model, ctx)
+        return model
+
+    def _time_against_float(self, model: nn.Module, ctx) -> None:
+        """onnxruntime latency of this model and of the float baseline, interleaved."""
+        shape = ctx.input_shape
+        base, _ = ctx.baseline()
+        q_onnx, f_onnx = export_onnx(model, shape), export_onnx(base, shape)
+        threads = torch.get_num_threads()
+        fp32 = OrtPredictor(base, threads, "auto", (shape, f_onnx))
+        quant = OrtPredictor(model, threads, self.config.ort_layout, (shape, q_onnx))
+        lat = paired_latency({"fp32": fp32, "int": quant}, shape,
+                             runs=ctx.budget.latency_runs, warmup=ctx.budget.latency_warmup)
+        layout = quant.layouts[tuple(shape[-2:])]
+        ops = count_ops(q_onnx, threads=threads, layout=layout)
+        ctx.extras.update({
+            "ort_fp32_latency_ms": lat["fp32"]["median_ms"],
+            "ort_fp32_latency_iqr_ms": lat["fp32"]["iqr_ms"],
+            "ort_int_latency_ms": lat["int"]["median_ms"],
+            "ort_int_latency_iqr_ms": lat["int"]["iqr_ms"],
+            "ort_speedup": lat["fp32"]["median_ms"] / lat["int"]["median_ms"],
+            "ort_threads": threads,
+            "ort_layout": layout,
+            "ort_integer_ops": {k: v for k, v in sorted(ops.items()) if k.startswith("QLinear")},
+            "ort_float_convs": ops.get("Conv", 0) + ops.get("ConvTranspose", 0),
+        })
+
+    # -- artifact --------------------------------------------------------------------
+    def artifact_meta(self, model: nn.Module) -> dict[str, Any]:
+        return {"plan": self._require_plan().to_meta()}
+
+    def rebuild(self, model: nn.Module, meta: dict[str, Any]) -> nn.Module:
+        self.plan = QuantPlan.from_meta(meta["plan"])
+        return apply_frozen_structure(model, self.plan)
+
+    def encode(self, model: nn.Module, tensors: dict[str, EncodedTensor],
+               ctx) -> dict[str, EncodedTensor]:
+        out = dict(tensors)
+        for name, m in model.named_modules():
+            if isinstance(m, FROZEN_LAYERS):
+                key = f"{name}.weight_int" if name else "weight_int"
+                out[key] = encode_int_tensor(m.weight_int, m.w_bits, qrange(m.w_bits, True)[0])
+        return out
+
+    # -- runtime ---------------------------------------------------------------------
+    def predictor(self, model: nn.Module, artifact_path, ctx):
+        model.eval()
+        onnx_bytes = export_onnx(model, ctx.input_shape)
+        if artifact_path is not None:  # ship the graph that is evaluated next to the artifact
+            Path(artifact_path).with_suffix(".onnx").write_bytes(onnx_bytes)
+        predict = OrtPredictor(model, torch.get_num_threads(), self.config.ort_layout,
+                               first=(ctx.input_shape, onnx_bytes))
+        ds = ctx.dataset("val")
+        images = torch.stack([ds[i][0] for i in range(min(AGREEMENT_IMAGES, len(ds)))])
+        agree = argmax_agreement(lambda x: model(x.to(_device(model))), predict, images)
+        ctx.extras["ort_argmax_agreement"] = agree
+        ctx.extras["ort_agreement_target_met"] = agree >= TARGET_AGREEMENT
+        if agree < MIN_AGREEMENT:
+            raise RuntimeError(
+                f"onnxruntime's predictions agree with the PyTorch quantized model on only "
+                f"{agree:.2%} of pixels (need >= {MIN_AGREEMENT:.0%}); the export is wrong")
+        if agree < TARGET_AGREEMENT:
+            print(f"warning: {self.name} {self.describe()}: onnxruntime agrees with the "
+                  f"PyTorch quantized model on {agree:.2%} of pixels, under the "
+                  f"{TARGET_AGREEMENT:.0%} target (rounding ties at low bit-widths)",
+                  file=sys.stderr)
+        return predict
+
+    # -- conformance -----------------------------------------------------------------
+    def check(self, model: nn.Module, meta: dict[str, Any]) -> list[str]:
+        problems = []
+        plan = QuantPlan.from_meta(meta["plan"])
+        for name, spec in plan.layers.items():
+            try:
+                m = model.get_submodule(name)
+            except AttributeError:
+                problems.append(f"{name}: missing")
+                continue
+            if not isinstance(m, FROZEN_LAYERS):
+                problems.append(f"{name}: not a quantized layer ({type(m).__name__})")
+                continue
+            problems += _check_layer(name, m, spec.w_bits)
+        for name, m in model.named_modules():
+            if isinstance(m, ActQuant) and not (torch.isfinite(m.scale) and m.scale > 0):
+                problems.append(f"{name}: activation scale {float(m.scale)} is not positive")
+        return problems
+
+    def _require_plan(self) -> QuantPlan:
+        if self.plan is None:
+            raise RuntimeError(f"{self.name}: no quantization plan (compress or rebuild first)")
+        return self.plan
+
+
+def _check_layer(name: str, m: nn.Module, bits: int) -> list[str]:
+    """Bit-width on the stored codes: in range, and at most 2**bits distinct values per
+    output channel (per tensor when per-tensor)."""
+    out = []
+    codes = m.weight_int.detach().to(torch.int16)
+    lo, hi = qrange(bits, True)
+    if m.w_bits != bits:
+        out.append(f"{name}: layer says {m.w_bits} bits, plan says {bits}")
+    if int(codes.min()) < lo or int(codes.max()) > hi:
+        out.append(f"{name}: weight codes span [{int(codes.min())}, {int(codes.max())}], "
+                   f"outside {bits}-bit [{lo}, {hi}]")
+    per = codes.movedim(m.weight_axis, 0).reshape(codes.shape[m.weight_axis], -1) \
+        if m.per_channel else codes.reshape(1, -1)
+    worst = max(int(torch.unique(row).numel()) for row in per)
+    if worst > 2**bits:
+        out.append(f"{name}: {worst} distinct weight values in a channel > 2**{bits}")
+    s = m.weight_scale
+    if not bool(torch.isfinite(s).all() and (s > 0).all()):
+        out.append(f"{name}: weight scales must be finite and positive")
+    return out
+
+
+def _device(model: nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")

@@ -1,0 +1,270 @@
+"""Where the quantizers go: a plan derived from one recorded forward pass.
+
+The rules aim at the graph onnxruntime turns into integer kernels, where every convolution
+reads DequantizeLinear inputs and writes straight into a QuantizeLinear:
+
+* a conv whose output feeds only a BatchNorm has the BatchNorm folded into its weights and
+  bias (before quantization, so the integer weights are the folded ones);
+* a conv whose (folded) output feeds only a ReLU quantizes after it: the ReLU becomes an
+  unsigned activation quantizer (onnxruntime fuses ReLU into the integer conv);
+* any other conv output is quantized (signed) right at the conv, so the conv stays integer
+  even when float work follows it (PReLU, unpooling, residual additions);
+* conv outputs that reach the model output only through cropping, reshaping, resizing or
+  additions stay float (the logits);
+* a conv input that no quantizer produced gets its own quantizer, except where it comes
+  from one through value-preserving ops (max pooling, slicing): there it reuses that
+  quantizer's scale, so the op can run on int8 in between;
+* `first_last_bits` widens the first and last layers' weights and input activations;
+* grouped transposed convolutions get a per-tensor weight scale (brevitas cannot take
+  per-channel statistics of them).
+
+The plan is JSON (the artifact stores it) and is all `rebuild` needs to recreate the
+quantized structure of a freshly built zoo model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from methods._qnt_modules import ActQuant, ActSpec, LayerSpec, frozen_layer
+from methods._qnt_trace import Call, Trace
+
+COMPUTE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+_RELUS = (nn.ReLU,)
+_NONNEG_MODULES = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardsigmoid)
+_NONNEG_FUNCS = {"relu", "relu_", "relu6", "sigmoid", "hardsigmoid"}
+# ops through which a value still is on its quantizer's grid (scale and zero point)
+_GRID_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten)
+_GRID_FUNCS = {"max_pool2d", "max_pool1d", "__getitem__", "narrow", "contiguous", "view",
+               "reshape", "flatten", "max_pool2d_with_indices"}
+# ops that may sit between the last conv and the model output without quantizing logits
+_OUTPUT_FUNCS = {"__getitem__", "narrow", "contiguous", "view", "reshape", "flatten",
+                 "squeeze", "interpolate", "upsample", "add", "__add__", "__iadd__", "add_",
+                 "__radd__"}
+
+
+@dataclass
+class QuantConfig:
+    weight_bits: int = 8
+    act_bits: int = 8  # 32: weights only
+    per_channel: bool = True
+    first_last_bits: int | None = 8  # None: first and last layers like the others
+
+
+@dataclass
+class QuantPlan:
+    folds: list[tuple[str, str]] = field(default_factory=list)  # (conv, batchnorm)
+    layers: dict[str, LayerSpec] = field(default_factory=dict)  # compute layer -> spec
+    acts: dict[str, ActSpec] = field(default_factory=dict)  # ReLU module -> quantizer
+    # layer -> the quantizer whose scale its input quantizer reuses: "act:<relu>" or
+    # "out:<layer>"
+    ties: dict[str, str] = field(default_factory=dict)
+    # layer -> the quantizer its input comes straight from (the layer has no in_q)
+    feeds: dict[str, str] = field(default_factory=dict)
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"folds": [list(f) for f in self.folds],
+                "layers": {k: v.to_dict() for k, v in self.layers.items()},
+                "acts": {k: v.to_dict() for k, v in self.acts.items()},
+                "ties": dict(self.ties), "feeds": dict(self.feeds)}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> QuantPlan:
+        return cls([tuple(f) for f in meta.get("folds", [])],
+                   {k: LayerSpec.from_dict(v) for k, v in meta.get("layers", {}).items()},
+                   {k: ActSpec.from_dict(v) for k, v in meta.get("acts", {}).items()},
+                   dict(meta.get("ties", {})), dict(meta.get("feeds", {})))
+
+
+class UnsupportedModelError(ValueError):
+    """The model has a structure this quantizer cannot handle; the message says which."""
+
+
+def _single_call(trace: Trace, call: Call) -> bool:
+    return len(trace.module_calls.get(call.name, [])) == 1
+
+
+def plan_quantization(model: nn.Module, trace: Trace, cfg: QuantConfig) -> QuantPlan:
+    check_config(cfg)
+    compute = list(trace.calls_of(COMPUTE))
+    if not compute:
+        raise UnsupportedModelError("the model has no Conv2d, ConvTranspose2d or Linear "
+                                    "layer to quantize")
+    for c in compute:
+        if not _single_call(trace, c):
+            raise UnsupportedModelError(
+                f"layer {c.name!r} runs {len(trace.module_calls[c.name])} times in one "
+                "forward pass; quantizing shared layers is not supported")
+        if isinstance(c.module, (nn.Conv2d, nn.ConvTranspose2d)) and \
+                c.module.padding_mode != "zeros":
+            raise UnsupportedModelError(f"layer {c.name!r} uses padding_mode="
+                                        f"{c.module.padding_mode!r}; only 'zeros' is supported")
+    outputs = set(trace.output_values)
+    out_memo: dict[int, bool] = {}
+
+    def on_output_path(v: int) -> bool:
+        if v not in out_memo:
+            out_memo[v] = False  # cycle guard
+            cons = trace.consumers(v)
+            out_memo[v] = v in outputs or (bool(cons) and all(
+                c.module is None and c.name in _OUTPUT_FUNCS
+                and all(on_output_path(o) for o in c.outputs) for c in cons))
+        return out_memo[v]
+
+    plan = QuantPlan()
+    y: dict[str, int] = {}  # compute layer -> its output value after a folded BatchNorm
+    for c in compute:
+        v = c.outputs[0]
+        cons = trace.consumers(v)
+        bn = cons[0] if len(cons) == 1 else None
+        if (isinstance(c.module, (nn.Conv2d, nn.ConvTranspose2d)) and bn is not None
+                and type(bn.module) is nn.BatchNorm2d and _single_call(trace, bn)
+                and bn.module.track_running_stats and v not in outputs):
+            plan.folds.append((c.name, bn.name))
+            v = bn.outputs[0]
+        y[c.name] = v
+
+    quant_acts = cfg.act_bits != 32
+    sources: dict[str, ActSpec] = {}  # "act:<relu>" / "out:<layer>" -> spec
+    source_of: dict[int, str] = {}  # quantized value -> its source
+    for c in compute:
+        v = y[c.name]
+        if not quant_acts or on_output_path(v):
+            continue
+        cons = trace.consumers(v)
+        if len(cons) == 1 and isinstance(cons[0].module, _RELUS) and \
+                _single_call(trace, cons[0]):
+            key = f"act:{cons[0].name}"
+            sources[key] = ActSpec(cfg.act_bits, False)
+            source_of[cons[0].outputs[0]] = key
+        else:
+            key = f"out:{c.name}"
+            sources[key] = ActSpec(cfg.act_bits, True)
+            source_of[v] = key
+
+    def grid_source(v: int) -> str | None:
+        """The quantizer whose grid value `v` lies on (through max-pool, slicing...)."""
+        while v not in source_of:
+            p = trace.producer(v)
+            if p is None or not p.inputs or v != p.outputs[0]:
+                return None
+            if not ((p.module is not None and isinstance(p.module, _GRID_MODULES))
+                    or (p.module is None and p.name in _GRID_FUNCS)):
+                return None
+            v = p.inputs[0]
+        return source_of[v]
+
+    def nonneg(v: int) -> bool:
+        p = trace.producer(v)
+        if p is None:
+            return False
+        if p.module is not None:
+            if isinstance(p.module, _NONNEG_MODULES):
+                return True
+            return isinstance(p.module, _GRID_MODULES) and bool(p.inputs) and nonneg(
+                p.inputs[0])
+        return p.name in _NONNEG_FUNCS
+
+    inputs: dict[str, tuple[str, str | ActSpec | None]] = {}  # layer -> (how, source/spec)
+    for c in compute:
+        x = c.inputs[0]
+        if not quant_acts:
+            inputs[c.name] = ("none", None)
+        elif x in source_of:
+            inputs[c.name] = ("direct", source_of[x])
+        elif (s := grid_source(x)) is not None:
+            inputs[c.name] = ("tied", s)
+        else:
+            inputs[c.name] = ("own", ActSpec(cfg.act_bits, not nonneg(x)))
+
+    w_bits = {c.name: cfg.weight_bits for c in compute}
+    if cfg.first_last_bits is not None:
+        edge = [compute[0]] + [c for c in compute if on_output_path(y[c.name])]
+        for c in edge:
+            w_bits[c.name] = cfg.first_last_bits
+            how, src = inputs[c.name]
+            if how == "own":
+                inputs[c.name] = (how, ActSpec(cfg.first_last_bits, src.signed))
+            elif how in ("direct", "tied"):
+                sources[src] = ActSpec(cfg.first_last_bits, sources[src].signed)
+
+    for c in compute:
+        how, src = inputs[c.name]
+        in_q = src if how == "own" else sources[src] if how == "tied" else None
+        if how == "tied":
+            plan.ties[c.name] = src
+        elif how == "direct":
+            plan.feeds[c.name] = src
+        # brevitas cannot take per-channel statistics of grouped transposed convolutions
+        # (their weight's axis 1 is out/groups wide): those fall back to a per-tensor scale
+        per_channel = cfg.per_channel and not (
+            isinstance(c.module, nn.ConvTranspose2d) and c.module.groups > 1)
+        plan.layers[c.name] = LayerSpec(w_bits[c.name], per_channel, in_q,
+                                        sources.get(f"out:{c.name}"))
+    plan.acts = {k[4:]: s for k, s in sources.items() if k.startswith("act:")}
+    return plan
+
+
+def check_config(cfg: QuantConfig) -> None:
+    if not (isinstance(cfg.weight_bits, int) and 2 <= cfg.weight_bits <= 8):
+        raise ValueError(f"weight_bits must be an integer in 2..8, got {cfg.weight_bits!r}")
+    if cfg.act_bits not in (4, 5, 6, 7, 8, 32):
+        raise ValueError(f"act_bits must be 4..8 or 32 (weights only), got {cfg.act_bits!r}")
+    if cfg.first_last_bits is not None and not (
+            isinstance(cfg.first_last_bits, int) and 2 <= cfg.first_last_bits <= 8):
+        raise ValueError(f"first_last_bits must be 2..8 or null, got {cfg.first_last_bits!r}")
+    if not isinstance(cfg.per_channel, bool):
+        raise ValueError(f"per_channel must be true or false, got {cfg.per_channel!r}")
+
+
+# -- applying a plan ----------------------------------------------------------------------
+
+@torch.no_grad()
+def fold_batchnorms(model: nn.Module, folds: list[tuple[str, str]]) -> None:
+    """Fold each BatchNorm into the conv before it (in place); the BatchNorm becomes
+    an Identity and the conv gains a bias."""
+    for conv_name, bn_name in folds:
+        conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
+        std = torch.sqrt(bn.running_var + bn.eps)
+        gamma = bn.weight if bn.affine else torch.ones_like(std)
+        beta = bn.bias if bn.affine else torch.zeros_like(std)
+        s = gamma / std
+        w = conv.weight
+        if isinstance(conv, nn.ConvTranspose2d):  # (in, out/g, kh, kw), out split by group
+            g = conv.groups
+            wv = w.view(g, w.shape[0] // g, w.shape[1], *w.shape[2:])
+            wv.mul_(s.view(g, 1, -1, 1, 1))
+        else:
+            w.mul_(s.view(-1, *([1] * (w.dim() - 1))))
+        b = conv.bias if conv.bias is not None else torch.zeros_like(s)
+        new_bias = (b - bn.running_mean) * s + beta
+        if conv.bias is None:
+            conv.bias = nn.Parameter(new_bias)
+        else:
+            conv.bias.copy_(new_bias)
+        model.set_submodule(bn_name, nn.Identity())
+
+
+def prepare_folded_structure(model: nn.Module, folds: list[tuple[str, str]]) -> None:
+    """The structure `fold_batchnorms` leaves, without computing values (for loading)."""
+    for conv_name, bn_name in folds:
+        conv = model.get_submodule(conv_name)
+        if conv.bias is None:
+            n = conv.out_channels
+            conv.bias = nn.Parameter(torch.zeros(n, device=conv.weight.device))
+        model.set_submodule(bn_name, nn.Identity())
+
+
+def apply_frozen_structure(model: nn.Module, plan: QuantPlan) -> nn.Module:
+    """Turn a freshly built float model into the plan's frozen quantized structure (values
+    uninitialised: the artifact's state loads next)."""
+    prepare_folded_structure(model, plan.folds)
+    for name, spec in plan.layers.items():
+        model.set_submodule(name, frozen_layer(model.get_submodule(name), spec))
+    for name, spec in plan.acts.items():
+        model.set_submodule(name, ActQuant(spec))
+    return model

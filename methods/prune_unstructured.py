@@ -1,0 +1,212 @@
+"""`prune_unstructured`: magnitude pruning of individual weights (Han et al. 2015), one-shot
+or on the gradual AGP schedule (Zhu & Gupta 2017), with the weights stored sparsely.
+
+What it does to a trained model:
+
+* picks the prunable weights: every conv / transposed conv / linear weight, minus the stem
+  and the classifier if `exclude_first` / `exclude_last` (default: both kept dense, as in
+  Gale et al. 2019) and minus the `exclude` name patterns; biases, BatchNorm and PReLU
+  parameters are never pruned;
+* zeroes the smallest-magnitude `round(sparsity * n)` of them, within each layer
+  (`scope=layer`, the default: every layer keeps the same fraction, like Han et al.'s
+  per-layer thresholds) or ranked over all prunable layers together (`scope=global`,
+  which follows the layers' weight scales: on ENet at 90 % it zeroes whole 3x3 layers,
+  reported as `dead_layers` in the run's extras): at once before fine-tuning
+  (`schedule=oneshot`), or rising from `initial_sparsity` to `sparsity` during fine-tuning
+  as s_t = s_f + (s_i - s_f)(1 - (t - t0)/(t_end - t0))^3 every `frequency` steps
+  (`schedule=gradual`; by default over the middle half of fine-tuning);
+* re-applies the masks after every optimizer step, so pruned weights stay zero through
+  fine-tuning, and bakes them in `finalize`;
+* stores every tensor in the smallest of dense, bitmask and relative-index form
+  (methods/_sparse.py), which is what `size_bytes` measures.
+
+Latency stays that of the dense model: PyTorch runs the zeros through dense kernels, and
+the leaderboard says so (speedup ~1). The saving that a sparse kernel could realise is
+`effective_madds`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from bench.method import Method, register_method
+from methods._masks import (
+    PROBE_SHAPE,
+    SCOPES,
+    ConfigError,
+    agp_sparsity,
+    apply_masks,
+    choice,
+    layer_zero_counts,
+    magnitude_masks,
+    prunable_layers,
+)
+from methods._sparse import FORMATS, sparsify_state
+
+SCHEDULES = ("oneshot", "gradual")
+
+
+@dataclass
+class Config:
+    sparsity: float = 0.5  # fraction of the prunable weights set to zero
+    scope: str = "layer"  # layer | global: rank magnitudes within each layer or over all
+    schedule: str = "oneshot"  # oneshot | gradual (AGP)
+    initial_sparsity: float = 0.0  # gradual: sparsity at begin_step
+    begin_step: int | None = None  # gradual: first pruning step (None: 1/4 into fine-tuning)
+    end_step: int | None = None  # gradual: step the final sparsity is reached (None: 3/4)
+    frequency: int = 100  # gradual: steps between pruning events
+    exclude_first: bool = True  # keep the stem convolution dense
+    exclude_last: bool = True  # keep the classifier layer(s) dense
+    exclude: list[str] = field(default_factory=list)  # fnmatch patterns of layer names
+    sparse_format: str = "auto"  # auto | bitmask | relidx (auto: smallest per tensor)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sparsity, (int, float)) or not 0.0 <= self.sparsity < 1.0:
+            raise ConfigError(f"sparsity must be a number in [0, 1), got {self.sparsity!r}")
+        choice("scope", self.scope, SCOPES)
+        choice("schedule", self.schedule, SCHEDULES)
+        choice("sparse_format", self.sparse_format, FORMATS)
+        if not isinstance(self.initial_sparsity, (int, float)) or not (
+            0.0 <= self.initial_sparsity <= self.sparsity
+        ):
+            raise ConfigError(f"initial_sparsity must be in [0, sparsity={self.sparsity}], "
+                              f"got {self.initial_sparsity!r}")
+        if not isinstance(self.frequency, int) or self.frequency < 1:
+            raise ConfigError(f"frequency must be an integer >= 1, got {self.frequency!r}")
+        for name in ("begin_step", "end_step"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 0):
+                raise ConfigError(f"{name} must be null or an integer >= 0, got {v!r}")
+        if (self.begin_step is not None and self.end_step is not None
+                and self.end_step < self.begin_step):
+            raise ConfigError(f"end_step {self.end_step} is before begin_step {self.begin_step}")
+        if not isinstance(self.exclude, list) or not all(isinstance(p, str) for p in self.exclude):
+            raise ConfigError(f"exclude must be a list of layer-name patterns, got "
+                              f"{self.exclude!r}")
+
+
+@register_method("prune_unstructured", family="prune")
+class UnstructuredPruning(Method):
+    version = 1
+    Config = Config
+    sweep = [{"sparsity": 0.5}, {"sparsity": 0.75}, {"sparsity": 0.9}]
+
+    def __init__(self, config: Config | None = None):
+        super().__init__(config)
+        self.layers: list[str] = []
+        self.masks: dict[str, Any] = {}
+        self.current = 0.0  # the sparsity the masks hold now
+        self.events: list[tuple[int, float]] = []  # (step, sparsity) of gradual pruning
+
+    # -- selection and masks --------------------------------------------------------------
+    def select_layers(self, model: nn.Module, input_shape=PROBE_SHAPE) -> list[str]:
+        c = self.config
+        layers = prunable_layers(model, exclude_first=c.exclude_first,
+                                 exclude_last=c.exclude_last, exclude=c.exclude,
+                                 input_shape=input_shape)
+        if not layers:
+            raise ConfigError("prune_unstructured: every conv/linear layer is excluded; "
+                              "nothing is left to prune")
+        return layers
+
+    def prune_to(self, model: nn.Module, sparsity: float) -> None:
+        modules = dict(model.named_modules())
+        weights = {n: modules[n].weight for n in self.layers}
+        self.masks = magnitude_masks(weights, sparsity, self.config.scope)
+        apply_masks(model, self.masks)
+        self.current = sparsity
+
+    def window(self, total_steps: int) -> tuple[int, int]:
+        """(begin, end) steps of the gradual schedule for a fine-tuning of `total_steps`."""
+        c = self.config
+        begin = c.begin_step if c.begin_step is not None else round(0.25 * total_steps)
+        end = c.end_step if c.end_step is not None else round(0.75 * total_steps)
+        return begin, max(begin, end)
+
+    # -- hooks ----------------------------------------------------------------------------
+    def compress(self, model: nn.Module, ctx) -> nn.Module:
+        c = self.config
+        self.layers = self.select_layers(model, ctx.input_shape)
+        if c.schedule == "oneshot":
+            self.prune_to(model, c.sparsity)
+        elif c.begin_step == 0:
+            self.prune_to(model, c.initial_sparsity)
+            self.events.append((0, c.initial_sparsity))
+        return model
+
+    def finetune_epochs(self, ctx) -> int:
+        return ctx.budget.finetune_epochs
+
+    def on_step(self, ctx, model: nn.Module, step: int, total_steps: int) -> None:
+        c = self.config
+        if c.schedule == "gradual":
+            begin, end = self.window(total_steps)
+            target = agp_sparsity(step, initial=c.initial_sparsity, final=c.sparsity,
+                                  begin=begin, end=end, frequency=c.frequency)
+            if target is not None and target > self.current:
+                self.prune_to(model, target)
+                self.events.append((step, target))
+        apply_masks(model, self.masks)
+
+    def finalize(self, model: nn.Module, ctx) -> nn.Module:
+        c = self.config
+        if not self.layers:
+            self.layers = self.select_layers(model, ctx.input_shape if ctx else PROBE_SHAPE)
+        completed = self.current >= c.sparsity
+        if not completed:  # the gradual schedule did not end within fine-tuning
+            self.prune_to(model, c.sparsity)
+        apply_masks(model, self.masks)
+        if ctx is not None:
+            counts = layer_zero_counts(model, self.layers)
+            zeros = sum(z for z, _ in counts.values())
+            total = sum(n for _, n in counts.values())
+            ctx.extras["prune_unstructured"] = {
+                "prunable_layers": len(self.layers),
+                "prunable_weights": total,
+                "zero_weights": zeros,
+                "prunable_sparsity": zeros / max(total, 1),
+                "layer_sparsity": {n: round(z / k, 5) for n, (z, k) in counts.items()},
+                "dead_layers": [n for n, (z, k) in counts.items() if z == k],
+                "schedule_events": self.events,
+                "schedule_completed_in_finetuning": completed or c.schedule == "oneshot",
+                "latency_kernel": "dense PyTorch kernels (no sparse kernel: no speedup)",
+            }
+        return model
+
+    # -- artifact -------------------------------------------------------------------------
+    def encode(self, model, tensors, ctx):
+        return sparsify_state(tensors, self.config.sparse_format)
+
+    def artifact_meta(self, model: nn.Module) -> dict[str, Any]:
+        layers = self.layers or self.select_layers(model)
+        counts = layer_zero_counts(model, layers)
+        return {"prunable_weights": sum(n for _, n in counts.values()),
+                "zero_weights": sum(z for z, _ in counts.values())}
+
+    def check(self, model: nn.Module, meta: dict[str, Any]) -> list[str]:
+        """The loaded weights are at least as sparse as declared: the target within one
+        weight, over all prunable layers (global) or in each layer (layer scope)."""
+        c = self.config
+        counts = layer_zero_counts(model, self.select_layers(model))
+        total = sum(n for _, n in counts.values())
+        zeros = sum(z for z, _ in counts.values())
+        problems = []
+        if meta and total != meta.get("prunable_weights"):
+            problems.append(f"{total} prunable weights, artifact declares "
+                            f"{meta.get('prunable_weights')}")
+        if c.scope == "global":
+            if zeros < c.sparsity * total - 1:
+                problems.append(f"{zeros}/{total} prunable weights are zero, below the "
+                                f"target {c.sparsity}")
+        else:
+            for n, (z, k) in counts.items():
+                if z < c.sparsity * k - 1:
+                    problems.append(f"layer {n}: {z}/{k} zero, below the target {c.sparsity}")
+        return problems
+
+    def describe(self) -> str:
+        c = self.config
+        return f"sparsity={c.sparsity},{c.scope},{c.schedule}"

@@ -1,0 +1,113 @@
+"""The ONNX export: exact unpooling, int8 weight initializers with QDQ pairs that
+onnxruntime turns into integer convolutions (sub-8-bit activations included), and graphs
+that compute what PyTorch computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods._onnx_export import ScatterMaxUnpool2d, export_onnx, exportable
+from methods._onnx_runtime import count_ops, make_session
+from methods._qnt_modules import ActQuant, ActSpec, FrozenConv2d, LayerSpec
+
+
+def test_scatter_unpool_equals_max_unpool():
+    x = torch.randn(2, 4, 8, 10)
+    pooled, idx = F.max_pool2d(x, 2, return_indices=True)
+    ref = nn.MaxUnpool2d(2)
+    assert torch.equal(ScatterMaxUnpool2d(ref)(pooled, idx), ref(pooled, idx))
+    assert torch.equal(ScatterMaxUnpool2d(ref)(pooled, idx, output_size=[8, 10]),
+                       ref(pooled, idx, output_size=[8, 10]))
+
+
+def test_exportable_swaps_unpooling_only_while_exporting():
+    m = nn.Sequential(nn.MaxUnpool2d(2))
+    with exportable(m):
+        assert isinstance(m[0], ScatterMaxUnpool2d)
+    assert type(m[0]) is nn.MaxUnpool2d
+
+
+class PoolUnpool(nn.Module):
+    """ENet's pattern: max-pool keeping indices, a conv, max-unpool with those indices."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.MaxPool2d(2, return_indices=True)
+        self.conv = nn.Conv2d(4, 4, 1)
+        self.unpool = nn.MaxUnpool2d(2)
+
+    def forward(self, x):
+        y, idx = self.pool(x)
+        return self.unpool(self.conv(y), idx) + x
+
+
+def test_pool_unpool_export_matches_pytorch_at_any_batch():
+    torch.manual_seed(0)
+    m = PoolUnpool().eval()
+    x = torch.randn(3, 4, 8, 12)
+    sess = make_session(export_onnx(m, (1, 4, 8, 12)), threads=1)
+    out = sess.run(None, {"images": x.numpy()})[0]  # batch 3 through a batch-1 export
+    with torch.no_grad():
+        np.testing.assert_allclose(out, m(x).numpy(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_enet_float_export_matches_pytorch():
+    from models import create_model
+
+    torch.manual_seed(0)
+    m = create_model("enet", num_classes=5).eval()
+    x = torch.randn(2, 3, 32, 48)
+    sess = make_session(export_onnx(m, (1, 3, 32, 48)), threads=1)
+    out = sess.run(None, {"images": x.numpy()})[0]  # batch 2 through a batch-1 export
+    with torch.no_grad():
+        np.testing.assert_allclose(out, m(x).numpy(), atol=1e-4, rtol=1e-4)
+
+
+def _qconv(cin: int, cout: int, in_q: ActSpec | None, out_q: ActSpec | None) -> FrozenConv2d:
+    conv = FrozenConv2d(nn.Conv2d(cin, cout, 3, padding=1), LayerSpec(8, True, in_q, out_q))
+    with torch.no_grad():
+        conv.weight_int.copy_(torch.randint(-127, 128, conv.weight_int.shape))
+        conv.weight_scale.copy_(torch.rand(cout) * 0.01 + 0.001)
+        conv.bias.uniform_(-0.1, 0.1)
+        for q in (conv.in_q, conv.out_q):
+            if q is not None:
+                q.scale.fill_(0.05)
+    return conv
+
+
+@pytest.mark.parametrize("act_bits", [8, 4])
+def test_quantized_convs_become_integer_kernels_and_match_pytorch(act_bits):
+    a = ActSpec(act_bits, True)
+    relu = ActQuant(ActSpec(act_bits, False))  # a ReLU with its quantizer
+    relu.scale.fill_(0.03)
+    m = nn.Sequential(_qconv(3, 16, a, None), relu, _qconv(16, 16, None, a),
+                      _qconv(16, 4, None, None)).eval()
+    data = export_onnx(m, (1, 3, 16, 16))
+    graph = onnx.load_from_string(data).graph
+    assert [i.name for i in graph.input] == ["images"]  # weights are initializers, not inputs
+    int8 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    assert {f"{k}.weight_int" for k in "023"} <= int8
+    if act_bits < 8:  # narrow codes are clipped in the integer domain
+        assert any(n.op_type == "Clip" for n in graph.node)
+    ops = count_ops(data)
+    assert ops.get("QLinearConv") == 2 and ops.get("Conv") == 1  # last conv: float logits
+    x = torch.randn(4, 3, 16, 16)
+    out = make_session(data, threads=1).run(None, {"images": x.numpy()})[0]
+    with torch.no_grad():
+        ref = m(x).numpy()
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.99
+    # on a quantizer's grid: integer and float arithmetic may round a code differently,
+    # rarely, and by a step or two once it propagates
+    sub = m[:3]
+    step = float(sub[2].out_q.scale)
+    grid = make_session(export_onnx(sub, (1, 3, 16, 16)), threads=1).run(
+        None, {"images": x.numpy()})[0]
+    with torch.no_grad():
+        diff = np.abs(grid - sub(x).numpy()) / step
+    assert (diff < 1e-3).mean() > 0.95 and diff.max() < 2.5

@@ -1,0 +1,194 @@
+"""prune_unstructured: exact sparsity, masks enforced through the shared training loop, the
+AGP schedule, and an artifact that reloads to the same outputs while being several times
+smaller than dense."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.artifact import state_bytes_dense
+from bench.export import export_model, load_model
+from bench.method import Stage, expand_methods
+from bench.verify import verify_record
+from methods._masks import (
+    ConfigError,
+    agp_sparsity,
+    first_layers,
+    last_layers,
+    layer_zero_counts,
+)
+from methods.prune_unstructured import Config, UnstructuredPruning
+
+
+def _method(**kw) -> UnstructuredPruning:
+    return UnstructuredPruning(Config(**kw))
+
+
+def test_first_and_last_layers_are_the_stem_and_the_classifier(make_ctx):
+    ctx = make_ctx(model="enet")
+    enet = ctx.build_model()
+    assert first_layers(enet) == ["net.initial.conv"]
+    assert last_layers(enet) == ["net.fullconv"]
+    unet = ctx.build_model("unet_small")
+    assert first_layers(unet) == ["net.inc.0"]
+    assert last_layers(unet) == ["net.head"]
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_achieved_sparsity_is_the_target_within_one_weight(make_ctx, scope):
+    ctx = make_ctx("prune_unstructured", "enet")
+    model = ctx.build_model()
+    m = _method(sparsity=0.37, scope=scope)
+    m.compress(model, ctx)
+    counts = layer_zero_counts(model, m.layers)
+    assert "net.initial.conv" not in counts and "net.fullconv" not in counts
+    if scope == "layer":
+        for name, (zeros, n) in counts.items():
+            assert abs(zeros - 0.37 * n) <= 1, name
+    else:
+        zeros = sum(z for z, _ in counts.values())
+        total = sum(n for _, n in counts.values())
+        assert abs(zeros - 0.37 * total) <= 1
+        spread = [z / n for z, n in counts.values()]
+        assert max(spread) - min(spread) > 0.05  # global ranking: layers differ
+    # excluded layers are untouched
+    for name in ("net.initial.conv", "net.fullconv"):
+        w = model.get_submodule(name).weight
+        assert torch.count_nonzero(w) == w.numel()
+
+
+def test_masks_stay_enforced_through_the_training_loop(make_ctx):
+    ctx = make_ctx("prune_unstructured", "enet")
+    model = ctx.build_model()
+    m = _method(sparsity=0.75)
+    m.compress(model, ctx)
+    masks = {n: k.clone() for n, k in m.masks.items()}
+    before = {n: model.get_submodule(n).weight.detach().clone() for n in masks}
+    seen = []
+
+    def check_zero(module, inputs, name):
+        seen.append(name)
+        assert not module.weight[~masks[name]].any(), f"{name}: pruned weight is live"
+
+    hooks = [model.get_submodule(n).register_forward_pre_hook(
+        lambda mod, inp, n=n: check_zero(mod, inp, n)) for n in masks]
+    summary = ctx.train(model, 2, ctx.budget.lr, [Stage(m)], desc="test")
+    for h in hooks:
+        h.remove()
+    assert summary["steps"] >= 2 and len(seen) >= 2 * len(masks)
+    changed = 0
+    for n, keep in masks.items():
+        w = model.get_submodule(n).weight.detach()
+        assert not w[~keep].any()
+        changed += int((w[keep] != before[n][keep]).sum())
+    assert changed > 0  # the kept weights did train
+    assert all(torch.equal(m.masks[n].cpu(), masks[n].cpu()) for n in masks)
+
+
+def test_agp_schedule_formula():
+    kw = dict(initial=0.1, final=0.9, begin=100, end=500, frequency=100)
+    assert agp_sparsity(99, **kw) is None and agp_sparsity(501, **kw) is None
+    assert agp_sparsity(100, **kw) == pytest.approx(0.1)
+    assert agp_sparsity(150, **kw) is None  # not an event
+    assert agp_sparsity(300, **kw) == pytest.approx(0.9 + (0.1 - 0.9) * 0.5 ** 3)
+    assert agp_sparsity(500, **kw) == pytest.approx(0.9)
+    assert agp_sparsity(450, **dict(kw, frequency=150)) is None
+    assert agp_sparsity(500, **dict(kw, frequency=150)) == pytest.approx(0.9)  # end is an event
+
+
+def test_gradual_schedule_prunes_monotonically_to_the_target(make_ctx):
+    ctx = make_ctx("prune_unstructured", "enet")
+    model = ctx.build_model()
+    m = _method(sparsity=0.8, schedule="gradual", frequency=3)
+    m.compress(model, ctx)
+    assert m.current == 0.0 and not m.masks  # nothing pruned before fine-tuning
+    total, g = 24, torch.Generator().manual_seed(0)
+    pruned_before = {}
+    for step in range(1, total + 1):
+        with torch.no_grad():  # stand-in for an optimizer step that disturbs every weight
+            for n in m.layers:
+                w = model.get_submodule(n).weight
+                w.add_(torch.randn(w.shape, generator=g) * 1e-3)
+        m.on_step(ctx, model, step, total)
+        for n, keep in m.masks.items():
+            assert not model.get_submodule(n).weight[~keep].any()
+            if n in pruned_before:  # once pruned, always pruned
+                assert not (keep & pruned_before[n]).any()
+            pruned_before[n] = ~keep
+    begin, end = m.window(total)
+    assert (begin, end) == (6, 18)
+    steps = [s for s, _ in m.events]
+    assert steps == [9, 12, 15, 18]  # begin itself holds s_i = 0: no event
+    levels = [s for _, s in m.events]
+    assert levels == sorted(levels) and levels[-1] == pytest.approx(0.8)
+    for name, (zeros, n) in layer_zero_counts(model, m.layers).items():
+        assert abs(zeros - 0.8 * n) <= 1, name
+
+
+def test_unfinished_schedule_is_completed_and_reported(make_ctx):
+    ctx = make_ctx("prune_unstructured", "enet")
+    model = ctx.build_model()
+    m = _method(sparsity=0.6, schedule="gradual", begin_step=1000, end_step=2000)
+    m.compress(model, ctx)
+    m.on_step(ctx, model, 1, 10)
+    m.finalize(model, ctx)
+    info = ctx.extras["prune_unstructured"]
+    assert info["schedule_completed_in_finetuning"] is False
+    assert info["dead_layers"] == []  # layer scope: every layer keeps 40 % of its weights
+    for name, (zeros, n) in layer_zero_counts(model, m.layers).items():
+        assert abs(zeros - 0.6 * n) <= 1, name
+
+
+def test_artifact_round_trip_is_exact_and_several_times_smaller(make_ctx, tmp_path):
+    ctx = make_ctx("prune_unstructured", "enet", sparsity=0.9)
+    model = ctx.build_model().eval()
+    (stage,) = expand_methods("prune_unstructured", {"sparsity": 0.9})[0].stages()
+    stage.method.compress(model, ctx)
+    stage.method.finalize(model, ctx)
+    path = export_model(model, tmp_path / "m", model_name="enet", num_classes=ctx.num_classes,
+                        model_kwargs={}, stages=[stage], ctx=ctx)
+    loaded, header, stages = load_model(path)
+    state = model.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items())
+    x = torch.randn(2, 3, 64, 80)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert path.suffix == ".sbz"
+    assert path.stat().st_size * 3 < state_bytes_dense(state)
+    assert stages[0].method.check(loaded, header["stages"][0]["meta"]) == []
+    with torch.no_grad():  # a weight that should be zero is not: check() says so
+        loaded.get_submodule(stage.method.layers[0]).weight.fill_(1.0)
+        loaded.get_submodule(stage.method.layers[1]).weight.fill_(1.0)
+    assert stages[0].method.check(loaded, header["stages"][0]["meta"])
+
+
+def test_runner_records_achieved_sparsity_and_verifies(make_spec, run_spec, results):
+    rec = run_spec(make_spec("prune_unstructured", "enet", sparsity=0.75))
+    assert rec["status"] == "ok", rec.get("error")
+    mt = rec["metrics"]
+    info = rec["extras"]["prune_unstructured"]
+    assert abs(info["prunable_sparsity"] - 0.75) < 1e-4
+    # achieved over all parameters (BatchNorm, stem, classifier stay dense) is lower
+    assert 0.6 < mt["sparsity"] < 0.75
+    assert mt["nonzero_params"] == pytest.approx(mt["params"] * (1 - mt["sparsity"]))
+    assert mt["effective_madds"] < 0.5 * mt["madds"]
+    assert mt["size_bytes"] < 0.5 * mt["dense_size_bytes"]
+    assert verify_record(rec, results) == []
+
+
+def test_bad_settings_name_the_valid_choices():
+    with pytest.raises(ConfigError, match="valid choices: layer, global"):
+        expand_methods("prune_unstructured", {"scope": "net"})
+    with pytest.raises(ConfigError, match="valid choices: oneshot, gradual"):
+        Config(schedule="agp")
+    with pytest.raises(ValueError, match=r"sparsity must be a number in \[0, 1\)"):
+        Config(sparsity=1.5)
+    with pytest.raises(ConfigError, match="end_step 5 is before begin_step 10"):
+        Config(schedule="gradual", begin_step=10, end_step=5)
+
+
+def test_exclude_pattern_that_matches_nothing_is_an_error(make_ctx):
+    ctx = make_ctx("prune_unstructured", "enet")
+    with pytest.raises(ConfigError, match="matches no conv/linear layer"):
+        _method(exclude=["net.nothing.*"]).compress(ctx.build_model(), ctx)
