@@ -56,3 +56,14 @@ def load_model(path: Path) -> tuple[nn.Module, dict[str, Any], list[Stage]]:
         raise ArtifactError(f"{path}: state does not fit the rebuilt model: {e}") from None
     model.eval()
     return model, header, stages
+
+
+def select_predictor(model: nn.Module, path: Path, stages: list[Stage], ctx):
+    """What evaluation and timing run: the last stage's runtime (e.g. onnxruntime) if a
+    stage provides one, else the reloaded PyTorch model. Returns (predict, runtime name)."""
+    predict, runtime = model, "torch"
+    for st in stages:
+        p = st.method.predictor(model, path, ctx)
+        if p is not None:
+            predict, runtime = p, st.method.runtime
+    return predict, runtime

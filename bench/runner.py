@@ -21,7 +21,7 @@ from bench import __version__
 from bench.artifact import state_bytes_dense
 from bench.complexity import count_madds
 from bench.context import RunContext
-from bench.export import export_model, load_model
+from bench.export import export_model, load_model, select_predictor
 from bench.latency import measure_latency
 from bench.method import stages_from_record
 from bench.records import read_record, write_record
@@ -122,11 +122,7 @@ def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
     timings["export_s"] = time.perf_counter() - t
     loaded.to(ctx.device)
 
-    predict, runtime = loaded, "torch"
-    for st in loaded_stages:
-        p = st.method.predictor(loaded, path, ctx)
-        if p is not None:
-            predict, runtime = p, st.method.runtime
+    predict, runtime = select_predictor(loaded, path, loaded_stages, ctx)
     scores = ctx.evaluate(predict, desc=f"eval {spec.label}")
     timings["eval_s"] = scores.pop("eval_seconds")
     cx = count_madds(loaded, ctx.input_shape)

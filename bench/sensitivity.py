@@ -171,7 +171,8 @@ def run_sensitivity(model_name: str, method_name: str, results: Path, budget: Bu
 
 
 def plot_sensitivity(rows: list[dict], path: Path, title: str = "") -> Path:
-    """Heatmap of ΔmIoU (percentage points), layers down, sparsity across."""
+    """Heatmap of ΔmIoU (percentage points), layers (with their weight counts) down,
+    sparsity across."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -187,7 +188,8 @@ def plot_sensitivity(rows: list[dict], path: Path, title: str = "") -> Path:
     lim = max(1e-6, float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0)
     im = ax.imshow(grid, aspect="auto", cmap="RdBu", vmin=-lim, vmax=lim)
     ax.set_xticks(range(len(levels)), [f"{s:g}" for s in levels])
-    ax.set_yticks(range(len(layers)), layers, fontsize=7)
+    weights = {r["layer"]: int(r["weights"]) for r in rows}
+    ax.set_yticks(range(len(layers)), [f"{n} ({weights[n]:,})" for n in layers], fontsize=7)
     ax.set_xlabel("sparsity of the one pruned layer")
     for i in range(len(layers)):
         for j in range(len(levels)):

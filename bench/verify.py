@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from bench.artifact import ArtifactError
 from bench.context import RunContext
-from bench.export import load_model
+from bench.export import load_model, select_predictor
 from bench.records import iter_records
 from bench.runner import resolve_device
 from bench.spec import spec_from_dict
@@ -37,11 +37,7 @@ def verify_record(rec: dict, results: Path, device_name: str = "cpu") -> list[st
     device = resolve_device(device_name)
     ctx = RunContext(spec, device=device, results=results)
     model.to(device)
-    predict = model
-    for st in stages:
-        p = st.method.predictor(model, path, ctx)
-        if p is not None:
-            predict = p
+    predict, _ = select_predictor(model, path, stages, ctx)
     miou = ctx.evaluate(predict, desc=f"verify {rec['run_id']}")["miou"]
     if miou != rec["metrics"]["miou"]:
         problems.append(f"mIoU {miou!r} != recorded {rec['metrics']['miou']!r}")

@@ -32,7 +32,7 @@ def evaluate_record(rec: dict[str, Any], results: Path, split: str, dataset: str
     run's own dataset), cached."""
     from bench.context import RunContext
     from bench.data import DATASETS
-    from bench.export import load_model
+    from bench.export import load_model, select_predictor
 
     spec = spec_from_dict(rec["config"])
     ds_name = dataset or spec.dataset
@@ -57,11 +57,7 @@ def evaluate_record(rec: dict[str, Any], results: Path, split: str, dataset: str
     eval_spec.dataset = ds_name
     ctx = RunContext(eval_spec, device=device, results=Path(results), data_root=data_root)
     model.to(device)
-    predict = model
-    for st in stages:
-        p = st.method.predictor(model, path, ctx)
-        if p is not None:
-            predict = p
+    predict, _ = select_predictor(model, path, stages, ctx)
     scores = ctx.evaluate(predict, split=split, desc=f"eval {split} {rec['run_id']}")
     out = {"miou": scores["miou"], "pixel_acc": scores["pixel_acc"], "dataset": ds_name,
            "split": split, "run_id": rec["run_id"]}
