@@ -38,7 +38,7 @@ for _b in (
     Budget("smoke", epochs=1, finetune_epochs=1, batch_size=8, lr=2e-3, finetune_lr_scale=0.2,
            crop_size=64, eval_size=None, train_images=32, eval_images=16, latency_runs=30,
            latency_warmup=3, calibration_images=16),
-    Budget("quick", epochs=12, finetune_epochs=3, batch_size=16, lr=1e-3, finetune_lr_scale=0.2,
+    Budget("quick", epochs=16, finetune_epochs=3, batch_size=16, lr=2e-3, finetune_lr_scale=0.2,
            crop_size=96, eval_size=None, train_images=None, eval_images=None, latency_runs=50,
            latency_warmup=10, calibration_images=128),
     Budget("full", epochs=60, finetune_epochs=20, batch_size=16, lr=5e-4, finetune_lr_scale=0.1,

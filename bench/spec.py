@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from bench import __version__
@@ -87,7 +87,18 @@ def stable_hash(obj: Any, n: int = 16) -> str:
 
 
 def spec_from_dict(d: dict[str, Any]) -> RunSpec:
-    """Rebuild a RunSpec from a record's `config` (what `to_dict` wrote)."""
+    """Rebuild a RunSpec from a record's `config` (what `to_dict` wrote). A record from
+    an older segbench whose config has fields this version does not know cannot be
+    repeated exactly, so it is refused by name rather than silently reinterpreted."""
+    for key, cls in (("budget", Budget), ("train", TrainConfig)):
+        unknown = sorted(set(d.get(key, {})) - {f.name for f in fields(cls)})
+        if unknown:
+            raise UnknownNameError(
+                f"this record's {key} config has field(s) {', '.join(unknown)} that this "
+                f"segbench version does not know (valid: "
+                f"{', '.join(sorted(f.name for f in fields(cls)))}); it was written by "
+                f"another version: re-run it"
+            )
     return RunSpec(
         model=d["model"], method=d["method"], label=d.get("label", d["method"]),
         stages=d["stages"], dataset=d["dataset"], budget=Budget(**d["budget"]), seed=d["seed"],

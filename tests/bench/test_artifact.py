@@ -74,7 +74,7 @@ def test_truncated_and_corrupted_files_raise_artifact_error(tmp_path, suffix):
 
 def test_wrong_format_version_is_reported(tmp_path):
     p = tmp_path / "m.sbz"
-    p.write_bytes(struct.pack("<8sIQ", b"SEGBENCH", 99, 2) + b"{}")
+    p.write_bytes(struct.pack("<8sIQI", b"SEGBENCH", 99, 2, 0) + b"{}")
     with pytest.raises(ArtifactError, match="format version 99"):
         read_artifact(p)
 

@@ -112,3 +112,15 @@ def test_run_id_ignores_device_but_not_config(make_spec):
     assert a.run_id == make_spec("none", "enet").run_id
     c = make_spec("none", "enet", model_kwargs={"x": 1})
     assert c.run_id != a.run_id
+
+
+def test_spec_round_trips_and_refuses_fields_it_does_not_know(make_spec):
+    from bench.registry import UnknownNameError
+    from bench.spec import spec_from_dict
+
+    spec = make_spec("none")
+    d = json.loads(json.dumps(spec.to_dict()))
+    assert spec_from_dict(d).run_id == spec.run_id
+    d["train"]["adam_lr_scale"] = 0.02  # a field an older version wrote
+    with pytest.raises(UnknownNameError, match="adam_lr_scale.*re-run"):
+        spec_from_dict(d)

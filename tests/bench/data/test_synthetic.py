@@ -54,3 +54,12 @@ def test_training_items_are_augmented_deterministically():
     assert not torch.equal(x1, x3)
     # ImageNet normalisation: roughly zero-centred values
     assert -3 < float(x1.mean()) < 3
+
+
+def test_objects_cover_a_third_of_the_image():
+    """v1 had 11 % object pixels and ENet predicted background everywhere; the object
+    share is what keeps a background-only model far below the calibrated range."""
+    labels = np.stack([syn.generate_scene("train", i)[1] for i in range(40)])
+    share = np.bincount(labels.ravel(), minlength=syn.NUM_CLASSES) / labels.size
+    assert 0.25 < 1 - share[0] < 0.45
+    assert share[1:].min() > 0.5 * share[1:].max()  # no object class is rare
