@@ -20,7 +20,8 @@ and CRC32s. The header is compressed because on small models it is a large share
 file (ENet's 622 tensor entries are ~140 KB as JSON, ~12 KB compressed), and checksummed
 because stage metadata shapes the rebuilt model (a flipped hashing seed would otherwise
 load a different network). Plain safetensors files carry in their metadata a CRC32 of
-the tensor data section and one of the segbench metadata. No pickle anywhere; a truncated or corrupted file raises `ArtifactError`.
+the tensor data section and one of the segbench metadata. No pickle anywhere; a truncated
+or corrupted file raises `ArtifactError`.
 """
 
 from __future__ import annotations
