@@ -17,7 +17,7 @@ The header names the model (zoo name, kwargs, classes), the pipeline stages with
 configs and metadata (so a stage can rebuild structure, e.g. pruned channels, before the
 state loads), and for every tensor its encoding and its blobs' offsets, lengths, codecs
 and CRC32s. The header is compressed because on small models it is a large share of the
-file (ENet's 622 tensor entries are ~140 KB as JSON, ~12 KB compressed), and checksummed
+file (ENet's pruned artifacts: 133 KB of JSON, 11 KB compressed), and checksummed
 because stage metadata shapes the rebuilt model (a flipped hashing seed would otherwise
 load a different network). Plain safetensors files carry in their metadata a CRC32 of
 the tensor data section and one of the segbench metadata. No pickle anywhere; a truncated
