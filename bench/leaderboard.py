@@ -16,7 +16,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from bench.records import atomic_write_text, iter_records
+from bench.records import atomic_write_text, iter_records, stale_reason
 from bench.spec import stable_hash
 
 
@@ -55,9 +55,12 @@ def _config_label(rec: dict[str, Any]) -> str:
 
 
 def build_rows(results: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    records = list(iter_records(results))
+    records = list(iter_records(results, include_stale=True))
+    stale = [dict(r, status="stale", error=stale_reason(r)) for r in records
+             if stale_reason(r)]
+    records = [r for r in records if not stale_reason(r)]
     ok = [r for r in records if r.get("status") == "ok"]
-    failed = [r for r in records if r.get("status") != "ok"]
+    failed = [r for r in records if r.get("status") != "ok"] + stale
     by_id = {r["run_id"]: r for r in ok}
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in ok:
@@ -186,13 +189,16 @@ def render_markdown(rows: list[dict[str, Any]], failed: list[dict[str, Any]]) ->
     if not rows:
         out += ["No finished runs yet.", ""]
     if failed:
-        out += ["## failed runs", ""]
+        out += ["## failed and stale runs", "",
+                "Stale runs were computed on an older version of their dataset and are "
+                "left out of the tables above; re-run them.", ""]
         out.append(tabulate(
             [[f.get("model"), f.get("label", f.get("method")), f.get("dataset"),
-              f.get("budget"), f.get("seed"), f.get("run_id"),
+              f.get("budget"), f.get("seed"), f.get("run_id"), f.get("status"),
               (f.get("error") or "").splitlines()[0][:160] if f.get("error") else ""]
              for f in failed],
-            headers=["model", "method", "dataset", "budget", "seed", "run id", "error"],
+            headers=["model", "method", "dataset", "budget", "seed", "run id", "status",
+                     "reason"],
             tablefmt="github"))
         out.append("")
     return "\n".join(out)

@@ -52,12 +52,39 @@ def read_record(results: Path, run_id: str) -> dict[str, Any] | None:
         return None
 
 
-def iter_records(results: Path) -> Iterator[dict[str, Any]]:
+def stale_reason(rec: dict[str, Any]) -> str | None:
+    """Why a record no longer describes the current data, or None. A record written before
+    datasets carried a version counts as version "1"."""
+    from bench.spec import _dataset_version
+
+    cfg = rec.get("config") or {}
+    dataset = cfg.get("dataset", rec.get("dataset"))
+    if dataset is None:
+        return None
+    have, now = cfg.get("dataset_version", "1"), _dataset_version(dataset)
+    if have == now or now == "unregistered":
+        return None
+    return f"computed on dataset {dataset} version {have}; the current version is {now}"
+
+
+def iter_records(results: Path, include_stale: bool = False) -> Iterator[dict[str, Any]]:
+    """Every readable record; records computed on an older version of their dataset are
+    left out (and counted on stderr) unless asked for, so no table mixes two datasets."""
     d = runs_dir(results)
     if not d.is_dir():
         return
+    stale = 0
     for p in sorted(d.glob("*.json")):
         try:
-            yield json.loads(p.read_text())
+            rec = json.loads(p.read_text())
         except (json.JSONDecodeError, OSError) as e:
             print(f"warning: ignoring unreadable record {p}: {e}", file=sys.stderr)
+            continue
+        if not include_stale and stale_reason(rec):
+            stale += 1
+            continue
+        yield rec
+    if stale:
+        print(f"warning: ignoring {stale} record(s) in {d} computed on an older version of "
+              f"their dataset; re-run them (`python -m bench leaderboard` lists them)",
+              file=sys.stderr)

@@ -57,6 +57,7 @@ class RunSpec:
             "method": self.method,
             "stages": self.stages,
             "dataset": self.dataset,
+            "dataset_version": _dataset_version(self.dataset),
             "budget": self.budget.to_dict(),
             "seed": self.seed,
             "train": dataclasses.asdict(self.train),
@@ -81,6 +82,12 @@ class RunSpec:
         return d
 
 
+def _dataset_version(name: str) -> str:
+    from bench.data import DATASETS  # imported late: bench.data pulls in torch datasets
+
+    return DATASETS.get(name).version if name in DATASETS else "unregistered"
+
+
 def stable_hash(obj: Any, n: int = 16) -> str:
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:n]
@@ -99,6 +106,13 @@ def spec_from_dict(d: dict[str, Any]) -> RunSpec:
                 f"{', '.join(sorted(f.name for f in fields(cls)))}); it was written by "
                 f"another version: re-run it"
             )
+    if "dataset_version" in d and d["dataset_version"] != _dataset_version(d["dataset"]):
+        raise UnknownNameError(
+            f"this record was computed on dataset {d['dataset']} version "
+            f"{d['dataset_version']}, and this segbench has version "
+            f"{_dataset_version(d['dataset'])}: its figures do not describe the current "
+            f"data; re-run it"
+        )
     return RunSpec(
         model=d["model"], method=d["method"], label=d.get("label", d["method"]),
         stages=d["stages"], dataset=d["dataset"], budget=Budget(**d["budget"]), seed=d["seed"],

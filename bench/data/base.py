@@ -25,6 +25,9 @@ class DatasetInfo:
     builder: Callable[..., Dataset] = field(repr=False, compare=False, default=None)
     layout: str = ""  # the expected directory layout, quoted in errors
     variable_size: bool = False  # images differ in size: evaluate one at a time
+    # part of every run's identity: a generator or preprocessing change must not let
+    # results computed on the old data be resumed as if they were current
+    version: str = "1"
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
+from bench.data.synthetic import VERSION
 from bench.leaderboard import build_rows, write_leaderboard
-from bench.records import write_record
+from bench.records import iter_records, write_record
 
 
 def _rec(run_id, method, seed, miou, latency, base_id, size=1000, madds=100, status="ok"):
@@ -12,6 +13,7 @@ def _rec(run_id, method, seed, miou, latency, base_id, size=1000, madds=100, sta
         "label": method, "dataset": "synthetic", "budget": "smoke", "seed": seed,
         "baseline_run_id": base_id,
         "config": {"model": "enet", "method": method, "stages": [], "seed": seed,
+                   "dataset": "synthetic", "dataset_version": VERSION,
                    "budget": {"name": "smoke"}},
     }
     if status == "ok":
@@ -44,8 +46,23 @@ def test_failed_runs_are_listed_with_their_reason(tmp_path):
     write_record(tmp_path, _rec("x0", "prune", 0, 0, 0, "b0", status="failed"))
     md, csv = write_leaderboard(tmp_path)
     text = md.read_text()
-    assert "## failed runs" in text and "RuntimeError: it broke" in text
+    assert "## failed and stale runs" in text and "RuntimeError: it broke" in text
     assert len(csv.read_text().splitlines()) == 2
+
+
+def test_records_of_an_older_dataset_version_are_left_out_and_named(tmp_path, capsys):
+    write_record(tmp_path, _rec("b0", "none", 0, 0.8, 10.0, "b0"))
+    old = _rec("b1", "none", 0, 0.3, 10.0, "b1")
+    old["config"]["dataset_version"] = "v0"
+    write_record(tmp_path, old)
+    rows, listed = build_rows(tmp_path)
+    assert [r["run_ids"] for r in rows] == ["b0"]
+    assert [(f["run_id"], f["status"]) for f in listed] == [("b1", "stale")]
+    assert "version v0" in listed[0]["error"] and VERSION in listed[0]["error"]
+    text = write_leaderboard(tmp_path)[0].read_text()
+    assert "| b1 " in text and "stale" in text
+    assert [r["run_id"] for r in iter_records(tmp_path)] == ["b0"]
+    assert "1 record(s)" in capsys.readouterr().err
 
 
 def test_unreadable_record_is_skipped_with_warning(tmp_path, capsys):

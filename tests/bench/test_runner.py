@@ -124,3 +124,21 @@ def test_spec_round_trips_and_refuses_fields_it_does_not_know(make_spec):
     d["train"]["adam_lr_scale"] = 0.02  # a field an older version wrote
     with pytest.raises(UnknownNameError, match="adam_lr_scale.*re-run"):
         spec_from_dict(d)
+
+
+def test_a_new_dataset_version_changes_run_ids_and_refuses_old_records(make_spec,
+                                                                       monkeypatch):
+    import dataclasses
+
+    from bench.data import DATASETS
+    from bench.registry import UnknownNameError
+    from bench.spec import spec_from_dict
+
+    spec = make_spec("none")
+    old, old_id = json.loads(json.dumps(spec.to_dict())), spec.run_id
+    info = DATASETS.get(spec.dataset)
+    monkeypatch.setitem(DATASETS._items, spec.dataset,
+                        dataclasses.replace(info, version=info.version + "-next"))
+    assert spec.run_id != old_id  # the old record is not resumed
+    with pytest.raises(UnknownNameError, match=r"version .*-next.*re-run"):
+        spec_from_dict(old)
