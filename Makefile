@@ -33,7 +33,7 @@ leaderboard: $(STAMP)
 
 tables: $(STAMP)
 	$(BIN)/python -m bench tables --budget "$(BUDGET)" --dataset "$(DATASET)" \
-		--device "$(DEVICE)" --results "$(RESULTS)" $(ARGS)
+		--device "$(DEVICE)" --executor "$(EXECUTOR)" --results "$(RESULTS)" $(ARGS)
 
 plots: $(STAMP)
 	$(BIN)/python -m bench plots --results "$(RESULTS)" $(ARGS)

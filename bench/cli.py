@@ -234,6 +234,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="only the columns that need no training (params, MAdds, dense size)")
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local | ray: run the missing runs in parallel workers")
     t.add_argument("--results", default=str(DEFAULT_RESULTS))
     t.add_argument("--set", action="append", metavar="KEY=VALUE")
     t.set_defaults(fn=cmd_tables)

@@ -146,7 +146,7 @@ def run_command(args) -> int:
         dry_run(tables, opts)
         return 0
     if not args.no_train:
-        engine.run_missing(tables, opts, threads=args.threads)
+        engine.run_missing(tables, opts, threads=args.threads, executor=args.executor)
     out_dir = opts.results / "tables"
     for t in tables:
         rendered = engine.build(t, opts, compute_evals=not args.no_train, no_train=args.no_train)

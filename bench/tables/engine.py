@@ -143,15 +143,17 @@ def missing_specs(specs: list[RunSpec], results: Path) -> list[RunSpec]:
     return out
 
 
-def run_missing(tables: list[Table], opts: Options, threads: int | None = None) -> int:
-    """Run every missing run of `tables` (baselines first, resumable); returns how many."""
-    from bench.runner import run_grid
+def run_missing(tables: list[Table], opts: Options, threads: int | None = None,
+                executor: str = "local") -> int:
+    """Run every missing run of `tables` (baselines first, resumable) on the same executors
+    as `bench run`; returns how many."""
+    from bench.executors import run_specs
 
     specs = missing_specs(unique_specs([p for t in tables for p in plan(t, opts)]), opts.results)
     if specs:
-        print(f"tables: {len(specs)} runs missing; running them", file=sys.stderr)
-        run_grid(specs, results=opts.results, device=opts.device, data_root=opts.data_root,
-                 threads=threads)
+        print(f"tables: {len(specs)} runs missing; running them ({executor})", file=sys.stderr)
+        run_specs(specs, executor=executor, results=opts.results, device=str(opts.device),
+                  data_root=opts.data_root, threads=threads)
     return len(specs)
 
 

@@ -67,6 +67,23 @@ def test_plan_resolves_cells_and_reports_unknown_methods(tmp_path):
     assert len(engine.unique_specs(planned)) == 4  # 2 rows x (row run, fp16 run)
 
 
+def test_missing_runs_go_to_the_chosen_executor(tmp_path, monkeypatch):
+    import bench.executors
+
+    seen = {}
+
+    def fake_run_specs(specs, *, executor, results, device, data_root, threads):
+        seen.update(executor=executor, ids={s.run_id for s in specs}, device=device,
+                    threads=threads)
+        return []
+
+    monkeypatch.setattr(bench.executors, "run_specs", fake_run_specs)
+    opts = _opts(tmp_path)
+    assert engine.run_missing([FAKE], opts, threads=1, executor="ray") == 4
+    want = {s.run_id for s in engine.unique_specs(engine.plan(FAKE, opts))}
+    assert seen == {"executor": "ray", "ids": want, "device": "cpu", "threads": 1}
+
+
 def test_dry_run_lists_missing_runs_with_cost_and_runs_nothing(tmp_path, capsys):
     from bench.tables.command import dry_run
 
