@@ -220,16 +220,25 @@ def write_artifact(path: Path, header: dict[str, Any], tensors: dict[str, Encode
         meta = {"segbench": json.dumps(header, sort_keys=True)}
         if aliases:
             meta["segbench_aliases"] = json.dumps(aliases, sort_keys=True)
-        # one CRC for the whole tensor data section (its bytes do not depend on the
-        # metadata) and one for the segbench metadata: two numbers, not one per tensor
+        # one CRC for the whole tensor data section and one for the segbench metadata: two
+        # numbers, not one per tensor. The data section's offsets are relative to its own
+        # start, so the metadata is added by rewriting only the JSON header (padded with
+        # spaces to 8 bytes, as the format allows): one serialisation, not two
         first = save(state, metadata=meta)
         n = struct.unpack_from("<Q", first)[0]
-        meta["segbench_crc32"] = json.dumps(
-            {"data": zlib.crc32(first[8 + n :]), "header": _meta_crc(meta)}, sort_keys=True)
-        data = save(state, metadata=meta)
-        if data[8 + struct.unpack_from("<Q", data)[0] :] != first[8 + n :]:
-            raise RuntimeError("safetensors laid the tensor data out differently twice")
-        _atomic_write(path, lambda f: f.write(data))
+        body = memoryview(first)[8 + n :]
+        head = json.loads(first[8 : 8 + n])
+        head.setdefault("__metadata__", {})["segbench_crc32"] = json.dumps(
+            {"data": zlib.crc32(body), "header": _meta_crc(meta)}, sort_keys=True)
+        blob = json.dumps(head, separators=(",", ":")).encode()
+        blob += b" " * (-len(blob) % 8)
+
+        def write_st(f):
+            f.write(struct.pack("<Q", len(blob)))
+            f.write(blob)
+            f.write(body)
+
+        _atomic_write(path, write_st)
         return path
     path = path.with_suffix(".sbz")
     entries, chunks, offset = [], [], 0
