@@ -141,7 +141,7 @@ def cmd_list(args) -> int:
         for n in DATASETS.names():
             d = DATASETS.get(n)
             src = "on disk (--data-root)" if d.needs_root else "embedded"
-            print(f"  {n:28s} {d.num_classes} classes, {src}")
+            print(f"  {n:28s} {d.num_classes} classes, {src}, version {d.version}")
     if what in (None, "budgets"):
         print("budgets: " + ", ".join(BUDGETS.names()))
     return 0

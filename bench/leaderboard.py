@@ -41,6 +41,16 @@ def paired_ci95(deltas: list[float]) -> float | None:
     return float(t.ppf(0.975, n - 1) * statistics.stdev(deltas) / n**0.5)
 
 
+def _speedup(rec: dict[str, Any], base: dict[str, Any]) -> float:
+    """Like for like: a row timed in onnxruntime is compared with the float baseline timed
+    in onnxruntime in the same run, interleaved (`extras.ort_speedup`), never with the
+    eager PyTorch baseline; every other row with its baseline's latency."""
+    ort = (rec.get("extras") or {}).get("ort_speedup")
+    if rec["metrics"].get("runtime") == "onnxruntime" and ort:
+        return float(ort)
+    return base["metrics"]["latency_ms"] / rec["metrics"]["latency_ms"]
+
+
 def _config_label(rec: dict[str, Any]) -> str:
     parts = []
     for st in rec["config"].get("stages", []):
@@ -75,7 +85,7 @@ def build_rows(results: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
             b = by_id.get(r.get("baseline_run_id"))
             if b is not None:
                 deltas.append(r["metrics"]["miou"] - b["metrics"]["miou"])
-                speedups.append(b["metrics"]["latency_ms"] / r["metrics"]["latency_ms"])
+                speedups.append(_speedup(r, b))
                 class_deltas.append([
                     None if x is None or y is None else x - y
                     for x, y in zip(r["metrics"].get("per_class_iou", []),

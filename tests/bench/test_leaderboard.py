@@ -116,3 +116,15 @@ def test_cost_column_sums_the_baselines_it_used(tmp_path):
     write_record(tmp_path, r)
     rows, _ = build_rows(tmp_path)
     assert rows[0]["cost_device_hours"] == pytest.approx(2.0)
+
+
+def test_onnxruntime_rows_are_sped_up_against_the_onnxruntime_baseline(tmp_path):
+    write_record(tmp_path, _rec("b0", "none", 0, 0.8, 10.0, "b0"))
+    q = _rec("q0", "ptq", 0, 0.79, 8.0, "b0")  # faster than eager torch...
+    q["metrics"]["runtime"] = "onnxruntime"
+    q["extras"] = {"ort_speedup": 0.9}  # ...but slower than the same graph in fp32
+    write_record(tmp_path, q)
+    write_record(tmp_path, _rec("p0", "prune", 0, 0.7, 5.0, "b0"))
+    rows, _ = build_rows(tmp_path)
+    by = {r["method"]: r["speedup"] for r in rows}
+    assert by["ptq"] == pytest.approx(0.9) and by["prune"] == pytest.approx(2.0)

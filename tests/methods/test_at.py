@@ -16,11 +16,6 @@ CPU = torch.device("cpu")
 SHAPE = (1, 3, 64, 64)
 
 
-@pytest.fixture
-def shared_results(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "distill-results"
-
-
 def test_attention_loss_is_zero_for_equal_maps_and_ignores_scale_and_channels():
     torch.manual_seed(0)
     a = torch.randn(2, 8, 5, 7)

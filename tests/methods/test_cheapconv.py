@@ -18,11 +18,6 @@ CPU = torch.device("cpu")
 SHAPE = (1, 3, 64, 64)
 
 
-@pytest.fixture
-def shared_results(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "distill-results"
-
-
 @pytest.mark.parametrize("kind", BLOCKS)
 @pytest.mark.parametrize("stride,dilation", [(1, 1), (2, 1), (1, 4)])
 def test_blocks_keep_the_geometry_and_cost_less(kind, stride, dilation):

@@ -17,11 +17,6 @@ from models import create_model
 CPU = torch.device("cpu")
 
 
-@pytest.fixture
-def shared_results(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "distill-results"
-
-
 class TwoConv(nn.Module):
     def __init__(self, width, num_classes=9):
         super().__init__()

@@ -17,11 +17,6 @@ from methods.kd import kd_divergence
 CPU = torch.device("cpu")
 
 
-@pytest.fixture
-def shared_results(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "distill-results"
-
-
 def test_kd_term_is_zero_when_student_equals_teacher_so_only_ce_remains():
     torch.manual_seed(0)
     logits = torch.randn(2, 9, 6, 5)
