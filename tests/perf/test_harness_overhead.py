@@ -1,6 +1,9 @@
 """`make perf`: what the harness costs on top of a bare PyTorch loop on the same model and
 data, for a training epoch and a full evaluation. The goal is under 5 %; the ratios are
-printed at the end (a benchmark, not a unit test: timings are not asserted)."""
+printed at the end (a benchmark, not a unit test: timings are not asserted). Both loops
+use the same optimizer and schedule (SGD, momentum 0.9, poly), and the ratio is of the
+fastest of five rounds: on a shared machine the fastest round is the least disturbed one,
+the median moves with the neighbours."""
 
 from __future__ import annotations
 
@@ -57,33 +60,34 @@ def _bare_eval(model, dataset, n):
 
 
 def _record(name, benchmark):
-    TIMES[name] = benchmark.stats.stats.median
+    TIMES[name] = benchmark.stats.stats.min
 
 
 def test_train_epoch_bare(benchmark, ctx):
     ds = ctx.dataset("train", train=True)
-    benchmark.pedantic(lambda: _bare_train(_model(ctx), ds), rounds=3, warmup_rounds=1)
+    benchmark.pedantic(lambda: _bare_train(_model(ctx), ds), rounds=5, warmup_rounds=1)
     _record("train_bare", benchmark)
 
 
 def test_train_epoch_harness(benchmark, ctx):
     ds = ctx.dataset("train", train=True)
-    benchmark.pedantic(lambda: train(_model(ctx), ds, epochs=1, lr=0.05, batch_size=16,
-                                     cfg=TrainConfig(), device=torch.device("cpu"),
+    sgd = TrainConfig(optimizer="sgd")  # the bare loop's optimizer, at the same lr
+    benchmark.pedantic(lambda: train(_model(ctx), ds, epochs=1, lr=0.05 / sgd.sgd_lr_scale,
+                                     batch_size=16, cfg=sgd, device=torch.device("cpu"),
                                      ignore_index=255, seed=0),
-                       rounds=3, warmup_rounds=1)
+                       rounds=5, warmup_rounds=1)
     _record("train_harness", benchmark)
 
 
 def test_eval_bare(benchmark, ctx):
     m, ds = _model(ctx), ctx.dataset("val")
-    benchmark.pedantic(lambda: _bare_eval(m, ds, ctx.num_classes), rounds=3, warmup_rounds=1)
+    benchmark.pedantic(lambda: _bare_eval(m, ds, ctx.num_classes), rounds=5, warmup_rounds=1)
     _record("eval_bare", benchmark)
 
 
 def test_eval_harness(benchmark, ctx):
     m = _model(ctx)
-    benchmark.pedantic(lambda: ctx.evaluate(m), rounds=3, warmup_rounds=1)
+    benchmark.pedantic(lambda: ctx.evaluate(m), rounds=5, warmup_rounds=1)
     _record("eval_harness", benchmark)
 
 
