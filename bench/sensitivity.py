@@ -37,7 +37,7 @@ from bench.train import make_loader
 
 METHOD_CHOICES = ("prune_unstructured", "prune_structured")
 COLUMNS = ["model", "method", "budget", "layer", "weights", "sparsity", "achieved",
-           "miou", "delta_miou", "baseline_miou", "error"]
+           "miou", "delta_miou", "baseline_miou", "eval_images", "error"]
 
 
 def _baseline_ctx(model_name: str, budget: Budget, device: torch.device,
@@ -58,6 +58,8 @@ def _evaluator(ctx: RunContext, max_images: int | None):
     def miou(model: nn.Module) -> float:
         model.eval()
         return evaluate(model, loader, ctx.num_classes, ctx.ignore_index, ctx.device)["miou"]
+
+    miou.loader = loader
 
     return miou
 
@@ -146,6 +148,7 @@ def run_sensitivity(model_name: str, method_name: str, results: Path, budget: Bu
     model, _ = ctx.baseline()
     model.eval()
     miou = _evaluator(ctx, max_images)
+    n_images = len(miou.loader.dataset)
     base = miou(model)
     if method_name == "prune_unstructured":
         rows = _unstructured_rows(model, sparsities, layers, miou)
@@ -160,13 +163,14 @@ def run_sensitivity(model_name: str, method_name: str, results: Path, budget: Bu
         w.writerow(COLUMNS)
         for layer, n, s, achieved, m, err in rows:
             row = [model_name, method_name, budget.name, layer, n, s, round(achieved, 6),
-                   m, m - base, base, err]
+                   m, m - base, base, n_images, err]
             w.writerow(row)
             fh.flush()
             table.append(dict(zip(COLUMNS, row)))
     plot_sensitivity(table, path.with_suffix(".png"),
                      title=f"{model_name}: {method_name}, one layer at a time, no fine-tuning "
-                           f"(baseline mIoU {100 * base:.1f}%)")
+                           f"(baseline mIoU {100 * base:.1f}% on {n_images} validation "
+                           f"images)")
     return path
 
 

@@ -108,6 +108,8 @@ def plot(results: Path, out_dir: Path, models: list[str] | None = None) -> list[
             continue
         r0 = rows[0]
         title = (f"{r0['model']}: {r0['method']} sensitivity per layer · budget {r0['budget']}"
-                 f" · baseline mIoU {100 * r0['baseline_miou']:.1f}%")
+                 f" · baseline mIoU {100 * r0['baseline_miou']:.1f}%"
+                 + (f" on {r0['eval_images']} validation images" if r0.get("eval_images")
+                    else ""))
         written += save(draw(rows, title), out_dir, slug("sensitivity", path.stem))
     return written

@@ -32,6 +32,7 @@ def test_unstructured_sweep_writes_csv_and_plot(shared_results, tiny_budget):
     assert layers == {"net.stage1.0.branch.0.0", "net.stage1.0.branch.1.0",
                       "net.stage1.0.branch.2.0"}
     assert len(rows) == 9
+    assert {r["eval_images"] for r in rows} == {str(tiny_budget.eval_images)}  # all of val
     for r in rows:
         n, s, achieved = int(r["weights"]), float(r["sparsity"]), float(r["achieved"])
         assert abs(achieved * n - round(s * n)) < 1e-3  # exactly round(s * n) zeroed
