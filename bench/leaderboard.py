@@ -65,12 +65,14 @@ def _config_label(rec: dict[str, Any]) -> str:
 
 
 def build_rows(results: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    records = list(iter_records(results, include_stale=True))
-    stale = [dict(r, status="stale", error=stale_reason(r)) for r in records
-             if stale_reason(r)]
-    records = [r for r in records if not stale_reason(r)]
-    ok = [r for r in records if r.get("status") == "ok"]
-    failed = [r for r in records if r.get("status") != "ok"] + stale
+    ok, failed, stale = [], [], []
+    for r in iter_records(results, include_stale=True):
+        reason = stale_reason(r)
+        if reason:
+            stale.append(dict(r, status="stale", error=reason))
+        else:
+            (ok if r.get("status") == "ok" else failed).append(r)
+    failed += stale
     by_id = {r["run_id"]: r for r in ok}
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in ok:

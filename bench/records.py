@@ -53,18 +53,10 @@ def read_record(results: Path, run_id: str) -> dict[str, Any] | None:
 
 
 def stale_reason(rec: dict[str, Any]) -> str | None:
-    """Why a record no longer describes the current data, or None. A record written before
-    datasets carried a version counts as version "1"."""
-    from bench.spec import _dataset_version
+    """Why a record no longer describes the current data (see `bench.spec.stale_reason`)."""
+    from bench.spec import stale_reason as config_stale_reason
 
-    cfg = rec.get("config") or {}
-    dataset = cfg.get("dataset", rec.get("dataset"))
-    if dataset is None:
-        return None
-    have, now = cfg.get("dataset_version", "1"), _dataset_version(dataset)
-    if have == now or now == "unregistered":
-        return None
-    return f"computed on dataset {dataset} version {have}; the current version is {now}"
+    return config_stale_reason(rec.get("config") or {})
 
 
 def iter_records(results: Path, include_stale: bool = False) -> Iterator[dict[str, Any]]:

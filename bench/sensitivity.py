@@ -50,6 +50,7 @@ def _baseline_ctx(model_name: str, budget: Budget, device: torch.device,
 
 
 def _evaluator(ctx: RunContext, max_images: int | None):
+    """(mIoU of a model on the sweep's validation images, how many images that is)."""
     ds = ctx.dataset("val")
     if max_images is not None:
         ds = Subset(ds, range(min(max_images, len(ds))))
@@ -59,9 +60,7 @@ def _evaluator(ctx: RunContext, max_images: int | None):
         model.eval()
         return evaluate(model, loader, ctx.num_classes, ctx.ignore_index, ctx.device)["miou"]
 
-    miou.loader = loader
-
-    return miou
+    return miou, len(ds)
 
 
 def _selected(names: Sequence[str], patterns: Sequence[str] | None) -> list[str]:
@@ -147,8 +146,7 @@ def run_sensitivity(model_name: str, method_name: str, results: Path, budget: Bu
     ctx = _baseline_ctx(model_name, budget, device, results)
     model, _ = ctx.baseline()
     model.eval()
-    miou = _evaluator(ctx, max_images)
-    n_images = len(miou.loader.dataset)
+    miou, n_images = _evaluator(ctx, max_images)
     base = miou(model)
     if method_name == "prune_unstructured":
         rows = _unstructured_rows(model, sparsities, layers, miou)

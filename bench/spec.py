@@ -57,7 +57,7 @@ class RunSpec:
             "method": self.method,
             "stages": self.stages,
             "dataset": self.dataset,
-            "dataset_version": _dataset_version(self.dataset),
+            "dataset_version": dataset_version(self.dataset),
             "budget": self.budget.to_dict(),
             "seed": self.seed,
             "train": dataclasses.asdict(self.train),
@@ -82,10 +82,21 @@ class RunSpec:
         return d
 
 
-def _dataset_version(name: str) -> str:
+def dataset_version(name: str) -> str:
     from bench.data import DATASETS  # imported late: bench.data pulls in torch datasets
 
     return DATASETS.get(name).version if name in DATASETS else "unregistered"
+
+
+def stale_reason(config: dict[str, Any]) -> str | None:
+    """Why a run config no longer describes the current data, or None. A config written
+    before datasets carried a version counts as version "1"."""
+    dataset = config.get("dataset")
+    now = dataset_version(dataset) if dataset is not None else "unregistered"
+    have = config.get("dataset_version", "1")
+    if now == "unregistered" or have == now:
+        return None
+    return f"computed on dataset {dataset} version {have}; the current version is {now}"
 
 
 def stable_hash(obj: Any, n: int = 16) -> str:
@@ -106,13 +117,10 @@ def spec_from_dict(d: dict[str, Any]) -> RunSpec:
                 f"{', '.join(sorted(f.name for f in fields(cls)))}); it was written by "
                 f"another version: re-run it"
             )
-    if "dataset_version" in d and d["dataset_version"] != _dataset_version(d["dataset"]):
-        raise UnknownNameError(
-            f"this record was computed on dataset {d['dataset']} version "
-            f"{d['dataset_version']}, and this segbench has version "
-            f"{_dataset_version(d['dataset'])}: its figures do not describe the current "
-            f"data; re-run it"
-        )
+    reason = stale_reason(d)
+    if reason:
+        raise UnknownNameError(f"this record was {reason}: its figures do not describe the "
+                               f"current data; re-run it")
     return RunSpec(
         model=d["model"], method=d["method"], label=d.get("label", d["method"]),
         stages=d["stages"], dataset=d["dataset"], budget=Budget(**d["budget"]), seed=d["seed"],
