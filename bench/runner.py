@@ -118,7 +118,12 @@ def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
                         model_name=spec.model, num_classes=ctx.num_classes,
                         model_kwargs=spec.model_kwargs, stages=stages, ctx=ctx,
                         run_id=spec.run_id)
-    loaded, _, loaded_stages = load_model(path)
+    loaded, header, loaded_stages = load_model(path)
+    problems = [f"{st.name}: {p}" for st, rec in zip(loaded_stages, header["stages"])
+                for p in st.method.check(loaded, rec.get("meta", {}))]
+    if problems:  # the artifact does not hold what the stages declare: no row for it
+        raise RuntimeError("the reloaded artifact fails its stages' checks: "
+                           + "; ".join(problems))
     timings["export_s"] = time.perf_counter() - t
     loaded.to(ctx.device)
 

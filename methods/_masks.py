@@ -149,11 +149,21 @@ def magnitude_masks(weights: dict[str, torch.Tensor], sparsity: float,
 
 
 def _keep_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
-    k = int(round(sparsity * scores.numel()))
-    keep = torch.ones(scores.numel(), dtype=torch.bool, device=scores.device)
+    """Drop exactly k = round(sparsity * n) scores: every score below the k-th smallest,
+    then the earliest of those equal to it. That is what a stable sort would drop, found
+    with a linear-time selection (kthvalue) instead of sorting millions of weights at every
+    pruning step."""
+    n = scores.numel()
+    k = int(round(sparsity * n))
+    keep = torch.ones(n, dtype=torch.bool, device=scores.device)
+    if k == n:
+        return keep.fill_(False)
     if k:
-        order = torch.sort(scores, stable=True).indices
-        keep[order[:k]] = False
+        threshold = torch.kthvalue(scores, k).values
+        below = scores < threshold
+        keep &= ~below
+        ties = torch.nonzero(scores == threshold).squeeze(1)
+        keep[ties[: k - int(below.sum())]] = False
     return keep
 
 

@@ -345,15 +345,14 @@ def encode_codebook(weight: torch.Tensor, max_bits: int) -> EncodedTensor:
     codebook = np.concatenate([np.zeros(1, dtype=values.dtype), nonzero_values])
     positions = np.flatnonzero(flat)
     index_of = np.searchsorted(nonzero_values, flat[positions]) + 1
-    best = None
-    for gap_bits in range(1, 17):
-        gaps, real = _gap_entries(positions, gap_bits)
-        size = packed_size(len(gaps), gap_bits) + packed_size(len(gaps), bits)
-        if best is None or size < best[0]:
-            best = (size, gap_bits, gaps, real)
-    size, gap_bits, gaps, real = best
+    # every gap width's entry count follows from the gaps alone: build only the best one
+    skipped = np.diff(positions, prepend=-1) - 1
+    size, gap_bits = min(
+        (packed_size(n, g) + packed_size(n, bits), g)
+        for g in range(1, 17) for n in [len(skipped) + int((skipped >> g).sum())])
     if size >= len(dense.blobs["indices"].data):
         return dense
+    gaps, real = _gap_entries(positions, gap_bits)
     entry_index = np.zeros(len(gaps), dtype=np.int64)
     entry_index[real] = index_of
     return EncodedTensor(

@@ -80,6 +80,29 @@ def test_failed_run_is_recorded_and_the_grid_goes_on(make_spec, results, boom_me
     assert read_record(results, failed["run_id"])["status"] == "failed"
 
 
+@pytest.fixture
+def liar_method():
+    """A stage whose artifact does not hold what it declares (its check always objects)."""
+    METHODS.names()
+
+    @register_method("_test_liar", family="_test")
+    class Liar(Method):
+        def check(self, model, meta):
+            return ["declared 90 % zeros, found none"]
+
+    yield
+    METHODS._items.pop("_test_liar")
+
+
+def test_an_artifact_failing_its_stage_checks_fails_the_run(make_spec, results, liar_method):
+    records = run_grid([make_spec("_test_liar", "enet")], results=results,
+                       device=torch.device("cpu"))
+    (rec,) = [r for r in records if r["method"] == "_test_liar"]
+    assert rec["status"] == "failed"
+    assert "fails its stages' checks" in rec["error"]
+    assert "_test_liar: declared 90 % zeros, found none" in rec["error"]
+
+
 def test_interrupt_keeps_finished_runs(make_spec, results, boom_method):
     ok = make_spec("none", "enet")
     stop = make_spec("_test_boom", "enet", kind="interrupt")

@@ -143,3 +143,56 @@ def test_check_detects_a_changed_state():
         model.weight[0, 0, 0, 0] = torch.nextafter(model.weight[0, 0, 0, 0], torch.tensor(9.0))
     assert HuffmanCoding().check(model, meta) != []
     assert state_digest(model) != meta["state_sha256"]
+
+
+def _heap_cost(counts: np.ndarray) -> int:
+    """Cost (sum of count x length) of an optimal code, by the textbook heap merge: the
+    total of all merged weights."""
+    import heapq
+
+    heap = [int(c) for c in counts]
+    heapq.heapify(heap)
+    cost = 0
+    while len(heap) > 1:
+        merged = heapq.heappop(heap) + heapq.heappop(heap)
+        cost += merged
+        heapq.heappush(heap, merged)
+    return cost
+
+
+@pytest.mark.parametrize("n", [2, 3, 17, 256, 5000])
+def test_two_queue_lengths_are_optimal_and_prefix_free(n):
+    counts = RNG.integers(1, 10_000, n) * RNG.integers(1, 3, n)  # many ties
+    lengths = hc._unlimited_lengths(counts)
+    assert int((counts * lengths).sum()) == _heap_cost(counts)
+    assert (2.0 ** -lengths.astype(float)).sum() == pytest.approx(1.0)  # a full tree
+
+
+@pytest.mark.parametrize("bits", [1, 4, 8, 16, 32])
+def test_coded_size_is_exactly_the_encoded_length(bits):
+    for data in (b"", bytes(50), os.urandom(9),
+                 pack(np.minimum(RNG.geometric(0.2, 3 * hc.CHUNK + 5) - 1, 255).astype(
+                     np.uint64), 8),
+                 RNG.normal(size=20_000).astype(np.float16).tobytes()):
+        plan = hc.Plan(data, bits)
+        if plan.codable:
+            assert plan.coded_size() == len(hc.encode(plan))
+
+
+def test_words_with_too_many_values_are_refused_without_a_full_sort():
+    floats = RNG.normal(size=5 * hc.MAX_SYMBOLS).astype(np.float32).tobytes()
+    assert not hc.Plan(floats, 32).codable
+    with pytest.raises(ValueError, match="distinct"):
+        hc.encode(floats, 32)
+    few = RNG.choice(np.float32([0.5, -0.25, 0.0]), 5 * hc.MAX_SYMBOLS).tobytes()
+    assert hc.Plan(few, 32).codable  # a clustered tensor's words are coded
+    _roundtrip(few, 32)
+
+
+def test_stage_picks_the_smallest_coding_over_all_widths():
+    data = RNG.normal(scale=0.02, size=30_000).astype(np.float32).tobytes()
+    et = EncodedTensor("dense", (30_000,), "float32")
+    blob = huffman_blob(et, "w", Blob(data))
+    sizes = [len(hc.encode(data, w)) for w in (8, 16) if hc.Plan(data, w).codable]
+    assert blob.codec == "huffman" and len(blob.data) == min(sizes) < len(data)
+    assert hc.decode(blob.data) == data

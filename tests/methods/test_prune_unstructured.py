@@ -192,3 +192,19 @@ def test_exclude_pattern_that_matches_nothing_is_an_error(make_ctx):
     ctx = make_ctx("prune_unstructured", "enet")
     with pytest.raises(ConfigError, match="matches no conv/linear layer"):
         _method(exclude=["net.nothing.*"]).compress(ctx.build_model(), ctx)
+
+
+def test_keep_mask_drops_what_a_stable_sort_drops_ties_included():
+    from methods._masks import _keep_mask
+
+    gen = torch.Generator().manual_seed(0)
+    for n in (1, 2, 7, 1000):
+        for sparsity in (0.0, 0.3, 0.5, 0.9, 1.0):
+            for scores in (torch.rand(n, generator=gen), torch.zeros(n),
+                           torch.randint(0, 3, (n,), generator=gen).float()):
+                k = int(round(sparsity * n))
+                expected = torch.ones(n, dtype=torch.bool)
+                expected[torch.sort(scores, stable=True).indices[:k]] = False
+                keep = _keep_mask(scores, sparsity)
+                assert torch.equal(keep, expected), (n, sparsity)
+                assert int((~keep).sum()) == k
