@@ -184,13 +184,20 @@ class UnstructuredPruning(Method):
         layers = self.layers or self.select_layers(model)
         counts = layer_zero_counts(model, layers)
         return {"prunable_weights": sum(n for _, n in counts.values()),
-                "zero_weights": sum(z for z, _ in counts.values())}
+                "zero_weights": sum(z for z, _ in counts.values()),
+                "layers": list(layers)}
 
     def check(self, model: nn.Module, meta: dict[str, Any]) -> list[str]:
         """The loaded weights are at least as sparse as declared: the target within one
-        weight, over all prunable layers (global) or in each layer (layer scope)."""
+        weight, over all prunable layers (global) or in each layer (layer scope). The layers
+        are the ones the artifact names: a later stage (QAT's rebuild) can change what layer
+        selection would find on the loaded model, e.g. which layer is the last."""
         c = self.config
-        counts = layer_zero_counts(model, self.select_layers(model))
+        names = meta.get("layers") if meta else None
+        modules = dict(model.named_modules())
+        if names is not None and (missing := [n for n in names if n not in modules]):
+            return [f"the artifact's pruned layers are missing: {', '.join(missing[:5])}"]
+        counts = layer_zero_counts(model, names or self.select_layers(model))
         total = sum(n for _, n in counts.values())
         zeros = sum(z for z, _ in counts.values())
         problems = []

@@ -128,3 +128,35 @@ def test_onnxruntime_rows_are_sped_up_against_the_onnxruntime_baseline(tmp_path)
     rows, _ = build_rows(tmp_path)
     by = {r["method"]: r["speedup"] for r in rows}
     assert by["ptq"] == pytest.approx(0.9) and by["prune"] == pytest.approx(2.0)
+
+
+def _distilled(run_id, method, seed, miou, base_id, undistilled_id):
+    r = _rec(run_id, method, seed, miou, 10.0, base_id)
+    r["extras"] = {"teacher": {"model": "enet", "run_id": base_id, "miou": 0.80},
+                   "distill": {"undistilled_run_id": undistilled_id}}
+    return r
+
+
+def test_distilled_students_are_shown_beside_their_undistilled_twin(tmp_path):
+    for seed, (b, cheap, cheap_at) in enumerate([(0.80, 0.60, 0.64), (0.82, 0.62, 0.65)]):
+        write_record(tmp_path, _rec(f"b{seed}", "none", seed, b, 10.0, f"b{seed}"))
+        write_record(tmp_path, _rec(f"c{seed}", "cheapconv", seed, cheap, 8.0, f"b{seed}"))
+        write_record(tmp_path, _distilled(f"a{seed}", "cheapconv+at", seed, cheap_at, f"b{seed}",
+                                          f"c{seed}"))
+    write_record(tmp_path, _distilled("k0", "kd", 0, 0.77, "b0", "missing0"))
+    rows, _ = build_rows(tmp_path)
+    by_method = {r["method"]: r for r in rows}
+    at = by_method["cheapconv+at"]
+    assert at["teacher"] == "enet (b0)" and at["teacher_miou"] == pytest.approx(0.80)
+    assert at["undistilled"] == "cheapconv (c0)"
+    assert at["undistilled_miou"] == pytest.approx(0.61)
+    assert at["delta_undistilled"] == pytest.approx(((0.64 - 0.60) + (0.65 - 0.62)) / 2)
+    assert at["delta_undistilled_ci95"] is not None  # two paired seeds
+    assert by_method["kd"]["undistilled"] == "not run (missing0)"
+    assert by_method["cheapconv"]["teacher"] is None
+    text = write_leaderboard(tmp_path)[0].read_text()
+    section = text.split("### distillation")[1]
+    assert "cheapconv+at" in section and "+3.5 ±" in section and "not run (missing0)" in section
+    students = [line.split("|")[2].strip() for line in section.splitlines()
+                if line.startswith("| enet")]
+    assert students == ["cheapconv+at", "kd"]  # undistilled rows stay in the main table
