@@ -1,7 +1,7 @@
 """Pareto fronts per model: validation mIoU against stored size, MAdds and measured
 latency, one panel each, cost axes log-scaled. Every ok run is a point coloured by its
-method; baselines (`none`) are stars; the circled runs, joined by the dashed line, are
-those no other run beats on both axes (lower cost and higher mIoU)."""
+method and shaped by its family; baselines (`none`) are stars; the circled runs, joined by
+the dashed line, are those no other run beats on both axes (lower cost and higher mIoU)."""
 
 from __future__ import annotations
 
@@ -29,10 +29,28 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
+FAMILY_MARKERS = {"prune": "s", "weight_sharing": "D", "coding": "P", "quant": "^",
+                  "distill": "o", "cheapconv": "v", "storage": "X"}
+
+
+def family_marker(label: str) -> str:
+    """A marker shape per method family (of the label's first stage), so that a dozen
+    methods stay apart where colours alone would run together."""
+    from bench.method import METHODS
+
+    first = label.split(" ")[0].split("+")[0]
+    try:
+        family = METHODS.get(first).family or first  # no family: its own
+    except Exception:  # a pipeline preset (deep_compression) or an uninstalled plugin
+        family = None
+    return FAMILY_MARKERS.get(family or "", "h")
+
+
 def draw(recs: list[dict], title: str):
     labels = sorted({R.series_label(r) for r in recs}, key=lambda m: (m != "none", m))
-    palette = dict(zip(labels, sns.color_palette("tab10" if len(labels) <= 10 else "husl",
+    palette = dict(zip(labels, sns.color_palette("tab10" if len(labels) <= 10 else "tab20",
                                                  len(labels))))
+    marker = {m: "*" if m == "none" else family_marker(m) for m in labels}
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), sharey=True)
     for ax, (key, scale, xlabel) in zip(axes, AXES):
         pts = [(r["metrics"][key] / scale, 100 * r["metrics"]["miou"], r) for r in recs]
@@ -45,7 +63,7 @@ def draw(recs: list[dict], title: str):
         for x, y, r in pts:
             lab = R.series_label(r)
             base = lab == "none"
-            ax.scatter(x, y, s=160 if base else 55, marker="*" if base else "o",
+            ax.scatter(x, y, s=160 if base else 55, marker=marker[lab],
                        color=palette[lab], edgecolor="black" if base else "white",
                        linewidth=0.8, zorder=3)
         ax.set_xscale("log")
@@ -58,7 +76,7 @@ def draw(recs: list[dict], title: str):
         ax.set_xlabel(xlabel)
         ax.grid(True, which="both", alpha=0.35)
     axes[0].set_ylabel("validation mIoU [%]")
-    handles = [plt.Line2D([], [], ls="", marker="*" if m == "none" else "o",
+    handles = [plt.Line2D([], [], ls="", marker=marker[m],
                           markersize=12 if m == "none" else 7, color=palette[m],
                           markeredgecolor="black" if m == "none" else "white",
                           label="none (baseline)" if m == "none" else m) for m in labels]

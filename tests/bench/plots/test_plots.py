@@ -71,3 +71,12 @@ def test_unknown_model_and_empty_results(tmp_path, results, capsys):
         main(_args(results, "nope"))
     assert main(_args(tmp_path)) == 1
     assert "no finished runs" in capsys.readouterr().err
+
+
+def test_pareto_markers_tell_method_families_apart():
+    from bench.plots.pareto import family_marker
+
+    assert family_marker("kd") == family_marker("at") == family_marker("cwd [train loss=iou]")
+    assert family_marker("prune_unstructured") != family_marker("kmeans")
+    assert family_marker("cheapconv+at") == family_marker("cheapconv") != family_marker("at")
+    assert family_marker("deep_compression") == family_marker("no_such_plugin") == "h"
