@@ -43,6 +43,21 @@ def test_teacher_map_of_another_resolution_is_resized_to_the_students():
     assert at_distance(student, teacher).item() > 1e-3
 
 
+def test_a_dead_teacher_layer_transfers_nothing():
+    # U-Net-small's trained bottleneck outputs zeros: its map carries no attention
+    student = torch.randn(3, 8, 6, 6, requires_grad=True)
+    dead = torch.zeros(3, 16, 6, 6)
+    loss = at_distance(student, dead)
+    loss.backward()
+    assert loss.item() == 0.0 and student.grad.abs().max().item() == 0.0
+    # a batch with one dead image: the live ones count as before, averaged over all
+    teacher = torch.randn(3, 16, 6, 6)
+    partly = teacher.clone()
+    partly[1] = 0
+    live_only = sum(at_distance(student[i:i + 1], teacher[i:i + 1]) for i in (0, 2)) / 3
+    assert at_distance(student, partly).item() == pytest.approx(live_only.item(), rel=1e-6)
+
+
 def test_layer_sets_on_enet_and_unet():
     enet = create_model("enet", num_classes=9)
     out = select_points(enet, "output", 9, SHAPE)
