@@ -60,6 +60,12 @@ def load_model(path: Path) -> tuple[nn.Module, dict[str, Any], list[Stage]]:
     return model, header, stages
 
 
+def stage_problems(model: nn.Module, header: dict[str, Any], stages: list[Stage]) -> list[str]:
+    """Every stage's `check` of its declared property on the loaded model ([]: all hold)."""
+    return [f"{st.name}: {p}" for st, rec in zip(stages, header.get("stages", []))
+            for p in st.method.check(model, rec.get("meta", {}))]
+
+
 def select_predictor(model: nn.Module, path: Path, stages: list[Stage], ctx):
     """What evaluation and timing run: the last stage's runtime (e.g. onnxruntime) if a
     stage provides one, else the reloaded PyTorch model. Returns (predict, runtime name)."""

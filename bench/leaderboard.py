@@ -146,13 +146,10 @@ def _distill_columns(recs: list[dict[str, Any]], by_id: dict[str, dict[str, Any]
         return out
     t = teachers[0]
     out["teacher"] = f"{t.get('model')} ({t.get('run_id')})"
-    out["teacher_miou"] = statistics.fmean(x["miou"] for x in teachers if "miou" in x) \
-        if any("miou" in x for x in teachers) else None
-    pairs = []
-    for r in recs:
-        u = by_id.get(r.get("extras", {}).get("distill", {}).get("undistilled_run_id"))
-        if u is not None:
-            pairs.append((r["metrics"]["miou"], u))
+    mious = [x["miou"] for x in teachers if "miou" in x]
+    out["teacher_miou"] = statistics.fmean(mious) if mious else None
+    ids = [r.get("extras", {}).get("distill", {}).get("undistilled_run_id") for r in recs]
+    pairs = [(r["metrics"]["miou"], by_id[i]) for r, i in zip(recs, ids) if i in by_id]
     if pairs:
         u0 = pairs[0][1]
         out["undistilled"] = f"{u0.get('label', u0['method'])} ({u0['run_id']})"
@@ -161,8 +158,7 @@ def _distill_columns(recs: list[dict[str, Any]], by_id: dict[str, dict[str, Any]
         out["delta_undistilled"] = statistics.fmean(diffs)
         out["delta_undistilled_ci95"] = paired_ci95(diffs)
     else:
-        ids = {r.get("extras", {}).get("distill", {}).get("undistilled_run_id") for r in recs}
-        out["undistilled"] = "not run (" + ", ".join(sorted(i for i in ids if i)) + ")"
+        out["undistilled"] = "not run (" + ", ".join(sorted({i for i in ids if i})) + ")"
     return out
 
 
@@ -208,11 +204,16 @@ def _md_row(r: dict[str, Any]) -> list[str]:
 
 def _delta(r: dict[str, Any]) -> str:
     """ΔmIoU in points; with several seeds its paired 95 % CI, starred when it excludes 0."""
-    if r["delta_miou"] is None:
+    return _signed_points(r["delta_miou"], None if r["method"] == "none" else r["delta_ci95"])
+
+
+def _signed_points(delta: float | None, ci95: float | None) -> str:
+    """A difference of mIoU in points, with its 95 % CI (starred when it excludes 0)."""
+    if delta is None:
         return "–"
-    text = f"{100 * r['delta_miou']:+.1f}"
-    if r["delta_ci95"] is not None and r["method"] != "none":
-        text += f" ± {100 * r['delta_ci95']:.1f}" + ("*" if r["significant"] else "")
+    text = f"{100 * delta:+.1f}"
+    if ci95 is not None:
+        text += f" ± {100 * ci95:.1f}" + ("*" if abs(delta) > ci95 else "")
     return text
 
 
@@ -231,11 +232,7 @@ def _pct(v: float | None) -> str:
 
 
 def _distill_row(r: dict[str, Any]) -> list[str]:
-    delta = "–"
-    if r["delta_undistilled"] is not None:
-        delta = f"{100 * r['delta_undistilled']:+.1f}"
-        if r["delta_undistilled_ci95"] is not None:
-            delta += f" ± {100 * r['delta_undistilled_ci95']:.1f}"
+    delta = _signed_points(r["delta_undistilled"], r["delta_undistilled_ci95"])
     return [r["model"], r["method"], r["config"] or "", str(r["seeds"]), r["teacher"],
             _pct(r["teacher_miou"]), _pct(r["miou"]), r["undistilled"] or "–",
             _pct(r["undistilled_miou"]), delta]

@@ -4,6 +4,7 @@ recorded with its reason while the grid goes on, every record written atomically
 from __future__ import annotations
 
 import copy
+import functools
 import platform
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from bench import __version__
 from bench.artifact import state_bytes_dense
 from bench.complexity import count_madds
 from bench.context import RunContext
-from bench.export import export_model, load_model, select_predictor
+from bench.export import export_model, load_model, select_predictor, stage_problems
 from bench.latency import measure_latency
 from bench.method import stages_from_record
 from bench.records import read_record, write_record
@@ -38,7 +39,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@functools.cache
 def git_revision() -> str | None:
+    """The checkout this process runs, read once: the code was imported at start, so a
+    commit landing during a long grid must not relabel its later records."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                              cwd=Path(__file__).resolve().parent, timeout=5)
@@ -119,8 +123,7 @@ def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
                         model_kwargs=spec.model_kwargs, stages=stages, ctx=ctx,
                         run_id=spec.run_id)
     loaded, header, loaded_stages = load_model(path)
-    problems = [f"{st.name}: {p}" for st, rec in zip(loaded_stages, header["stages"])
-                for p in st.method.check(loaded, rec.get("meta", {}))]
+    problems = stage_problems(loaded, header, loaded_stages)
     if problems:  # the artifact does not hold what the stages declare: no row for it
         raise RuntimeError("the reloaded artifact fails its stages' checks: "
                            + "; ".join(problems))
@@ -246,6 +249,7 @@ def pending(specs: list[RunSpec], results: Path) -> tuple[list[RunSpec], list[di
 def run_grid(specs: list[RunSpec], *, results: Path, device: torch.device,
              data_root: Path | None = None, threads: int | None = None) -> list[dict[str, Any]]:
     """The local executor: every run in this process, baselines first, resuming."""
+    git_revision()  # pin the revision the grid starts from
     if threads:
         torch.set_num_threads(threads)
     records = []

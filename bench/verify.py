@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from bench.artifact import ArtifactError
 from bench.context import RunContext
-from bench.export import load_model, select_predictor
+from bench.export import load_model, select_predictor, stage_problems
 from bench.records import iter_records
 from bench.runner import resolve_device
 from bench.spec import spec_from_dict
@@ -32,8 +32,7 @@ def verify_record(rec: dict, results: Path, device_name: str = "cpu") -> list[st
         problems.append(
             f"size {path.stat().st_size} B != recorded {rec['metrics']['size_bytes']} B"
         )
-    for st, meta in zip(stages, header.get("stages", [])):
-        problems += [f"{st.name}: {p}" for p in st.method.check(model, meta.get("meta", {}))]
+    problems += stage_problems(model, header, stages)
     device = resolve_device(device_name)
     ctx = RunContext(spec, device=device, results=results)
     model.to(device)

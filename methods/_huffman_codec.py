@@ -152,6 +152,7 @@ class Plan:
         self.symbol_bits = symbol_bits
         self.fields, self.tail, self.tail_bits = unpack_all(data, symbol_bits)
         self._lengths: np.ndarray | None = None
+        self._order: np.ndarray | None = None
         self.codable = len(self.fields) <= _MAX_SYMBOL_COUNT and not _surely_too_many(
             self.fields, symbol_bits)
         if not self.codable:
@@ -181,6 +182,13 @@ class Plan:
         if self._lengths is None:
             self._lengths = code_lengths(self.counts)
         return self._lengths
+
+    @property
+    def order(self) -> np.ndarray:
+        """Alphabet positions in canonical order: by code length, then symbol (built once)."""
+        if self._order is None:
+            self._order = np.lexsort((self.alphabet, self.lengths))
+        return self._order
 
     def coded_size(self) -> int:
         """The exact length in bytes of `encode(self)`, without writing the bitstream."""
@@ -215,8 +223,7 @@ def _varint_size(value: int) -> int:
 
 def _table_header(plan: Plan) -> bytearray:
     """Everything before the total bit count: sizes, code-length table, alphabet."""
-    alphabet, lengths = plan.alphabet, plan.lengths
-    order = np.lexsort((alphabet, lengths))  # canonical order: by length, then symbol
+    alphabet, lengths, order = plan.alphabet, plan.lengths, plan.order
     max_len = int(lengths.max()) if len(lengths) else 0
     out = bytearray()
     for v in (VERSION, plan.symbol_bits, plan.tail_bits, plan.tail, len(plan.fields),
@@ -228,13 +235,6 @@ def _table_header(plan: Plan) -> bytearray:
     return out
 
 
-def estimate_size(data: bytes, symbol_bits: int) -> int | None:
-    """A lower bound on the coded size (bytes) at this symbol width, or None when the
-    alphabet is too large to code."""
-    plan = Plan(data, symbol_bits)
-    return plan.lower_bound() if plan.codable else None
-
-
 def encode(data: bytes | Plan, symbol_bits: int | None = None) -> bytes:
     """Huffman-code `data` read as `symbol_bits`-wide symbols (or a prepared Plan)."""
     plan = data if isinstance(data, Plan) else Plan(data, symbol_bits)
@@ -244,7 +244,7 @@ def encode(data: bytes | Plan, symbol_bits: int | None = None) -> bytes:
     max_len = int(lengths.max()) if len(lengths) else 0
     if max_len == 0:  # zero or one distinct symbol: the counts say everything
         return bytes(out)
-    order = np.lexsort((plan.alphabet, lengths))
+    order = plan.order
     code_of = np.empty(len(lengths), dtype=np.int64)
     code_of[order] = _canonical_codes(lengths[order], max_len)
     sym_len = lengths[plan.inverse]

@@ -43,8 +43,9 @@ def at_distance(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch
     An image whose teacher map is all zero (a dead layer: U-Net-small's trained bottleneck
     is one) contributes nothing: there is no attention to transfer, and its term would be
     a constant 1/HW with no gradient, inflating the reported loss."""
-    s = attention_map(student_feat).flatten(1)
-    t = resize_like(attention_map(teacher_feat), attention_map(student_feat)).flatten(1)
+    s_map = attention_map(student_feat)
+    s = s_map.flatten(1)
+    t = resize_like(attention_map(teacher_feat), s_map).flatten(1)
     per_image = (F.normalize(s, dim=1) - F.normalize(t, dim=1)).pow(2).mean(1)
     live = (t.abs().amax(dim=1) > 0).to(per_image.dtype)
     return (per_image * live).mean()

@@ -37,11 +37,12 @@ def family_marker(label: str) -> str:
     """A marker shape per method family (of the label's first stage), so that a dozen
     methods stay apart where colours alone would run together."""
     from bench.method import METHODS
+    from bench.registry import UnknownNameError
 
     first = label.split(" ")[0].split("+")[0]
     try:
         family = METHODS.get(first).family or first  # no family: its own
-    except Exception:  # a pipeline preset (deep_compression) or an uninstalled plugin
+    except UnknownNameError:  # a pipeline preset (deep_compression) or an uninstalled plugin
         family = None
     return FAMILY_MARKERS.get(family or "", "h")
 
