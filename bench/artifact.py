@@ -27,9 +27,7 @@ or corrupted file raises `ArtifactError`.
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.atomic import atomic_write
 from bench.registry import Registry
 
 MAGIC = b"SEGBENCH"
@@ -195,18 +194,6 @@ def is_plain_dense(tensors: dict[str, EncodedTensor]) -> bool:
     )
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_artifact(path: Path, header: dict[str, Any], tensors: dict[str, EncodedTensor]) -> Path:
     """Write `tensors` with the model `header`; returns the path actually written
     (`.safetensors` when every tensor is plain dense, `.sbz` otherwise)."""
@@ -238,7 +225,7 @@ def write_artifact(path: Path, header: dict[str, Any], tensors: dict[str, Encode
             f.write(blob)
             f.write(body)
 
-        _atomic_write(path, write_st)
+        atomic_write(path, write_st)
         return path
     path = path.with_suffix(".sbz")
     entries, chunks, offset = [], [], 0
@@ -267,7 +254,7 @@ def write_artifact(path: Path, header: dict[str, Any], tensors: dict[str, Encode
         for c in chunks:
             f.write(c)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
 
 

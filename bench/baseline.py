@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from bench.records import atomic_write_text
+from bench.atomic import atomic_write_text
 
 
 def _sha256(path: Path) -> str:

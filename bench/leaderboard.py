@@ -16,7 +16,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from bench.records import atomic_write_text, iter_records, stale_reason
+from bench.atomic import atomic_write_text
+from bench.records import iter_records, stale_reason
 from bench.spec import stable_hash
 
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
+from bench.atomic import atomic_write
 from bench.budgets import Budget, get_budget
 from bench.context import RunContext
 from bench.evaluate import evaluate
@@ -200,7 +201,7 @@ def plot_sensitivity(rows: list[dict], path: Path, title: str = "") -> Path:
     fig.colorbar(im, ax=ax, label="ΔmIoU (points)")
     ax.set_title(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format=Path(path).suffix[1:] or "png", dpi=110))
     plt.close(fig)
     return path
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from bench.artifact import EncodedTensor
+from bench.atomic import atomic_write_bytes
 from bench.method import Method
 from methods._int_pack import encode_int_tensor
 from methods._onnx_export import export_onnx
@@ -165,7 +166,7 @@ class QuantMethod(Method):
         model.eval()
         onnx_bytes = export_onnx(model, ctx.input_shape)
         if artifact_path is not None:  # ship the graph that is evaluated next to the artifact
-            Path(artifact_path).with_suffix(".onnx").write_bytes(onnx_bytes)
+            atomic_write_bytes(Path(artifact_path).with_suffix(".onnx"), onnx_bytes)
         predict = OrtPredictor(model, torch.get_num_threads(), self.config.ort_layout,
                                first=(ctx.input_shape, onnx_bytes))
         ds = ctx.dataset("val")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from bench.atomic import atomic_write
 from bench.data.base import DatasetInfo, register_dataset
 from bench.data.transforms import eval_resize, sample_generator, to_tensors, train_augment
 
@@ -177,11 +177,7 @@ def load_split(split: str, n: int | None = None) -> tuple[np.ndarray, np.ndarray
                   disable=n - have < 100, leave=False):
         new_i[k], new_l[k] = generate_scene(split, have + k)
     images, labels = np.concatenate([images, new_i]), np.concatenate([labels, new_l])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, images=images, labels=labels)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez(f, images=images, labels=labels))
     return images, labels
 
 

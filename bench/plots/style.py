@@ -12,6 +12,8 @@ matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from bench.atomic import atomic_write  # noqa: E402
+
 DPI = 150
 
 
@@ -31,7 +33,7 @@ def save(fig, out_dir: Path, name: str) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
-    fig.savefig(paths[0], dpi=DPI)
-    fig.savefig(paths[1])
+    atomic_write(paths[0], lambda f: fig.savefig(f, format="png", dpi=DPI))
+    atomic_write(paths[1], lambda f: fig.savefig(f, format="pdf"))
     plt.close(fig)
     return paths

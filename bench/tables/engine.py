@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
+from bench.atomic import atomic_write_text
 from bench.budgets import Budget, get_budget
-from bench.records import atomic_write_text, read_record
+from bench.records import read_record
 from bench.spec import RunSpec, TrainConfig
 from bench.tables import estimate as est
 from bench.tables.evals import EvalError, evaluate_record

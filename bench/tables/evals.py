@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from bench.records import atomic_write_text
+from bench.atomic import atomic_write_text
 from bench.spec import spec_from_dict, stable_hash
 
 
