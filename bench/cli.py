@@ -163,7 +163,7 @@ def cmd_zoo(args) -> int:
 def cmd_verify(args) -> int:
     from bench.verify import verify_results
 
-    problems = verify_results(Path(args.results), device_name=args.device)
+    problems = verify_results(Path(args.results), device_name=args.device, runs=args.run)
     return 1 if problems else 0
 
 
@@ -221,6 +221,8 @@ def make_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="reload every artifact and confirm its recorded results")
     v.add_argument("--results", default=str(DEFAULT_RESULTS))
     v.add_argument("--device", default="cpu")
+    v.add_argument("--run", action="append", metavar="RUN_ID",
+                   help="verify only this run (a run-id prefix; repeatable)")
     v.set_defaults(fn=cmd_verify)
 
     t = sub.add_parser("tables", help="regenerate the reference reports' tables")

@@ -14,6 +14,7 @@ from bench.artifact import ArtifactError
 from bench.context import RunContext
 from bench.export import load_model, select_predictor, stage_problems
 from bench.records import iter_records
+from bench.registry import UnknownNameError
 from bench.runner import resolve_device
 from bench.spec import spec_from_dict
 
@@ -43,9 +44,24 @@ def verify_record(rec: dict, results: Path, device_name: str = "cpu") -> list[st
     return problems
 
 
-def verify_results(results: Path, device_name: str = "cpu") -> dict[str, list[str]]:
-    bad: dict[str, list[str]] = {}
+def select_records(results: Path, runs: list[str] | None = None) -> list[dict]:
+    """The ok records to verify: all of them, or those whose run id starts with one of
+    `runs` (a prefix that matches no ok run is an error, not an empty success)."""
     recs = [r for r in iter_records(results) if r.get("status") == "ok"]
+    if not runs:
+        return recs
+    unmatched = [p for p in runs if not any(r["run_id"].startswith(p) for r in recs)]
+    if unmatched:
+        raise UnknownNameError(f"no ok run in {results} has a run id starting with "
+                         f"{', '.join(unmatched)}; ok runs: "
+                         f"{', '.join(sorted(r['run_id'] for r in recs)) or '(none)'}")
+    return [r for r in recs if any(r["run_id"].startswith(p) for p in runs)]
+
+
+def verify_results(results: Path, device_name: str = "cpu",
+                   runs: list[str] | None = None) -> dict[str, list[str]]:
+    bad: dict[str, list[str]] = {}
+    recs = select_records(results, runs)
     for rec in tqdm(recs, desc="verify", unit="run", disable=None):
         try:
             problems = verify_record(rec, results, device_name)
