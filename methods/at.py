@@ -31,6 +31,8 @@ from methods._distill import (
     validate_layers,
 )
 
+NORM_EPS = 1e-12  # F.normalize's default: a map with a smaller norm is a dead layer
+
 
 def attention_map(features: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, 1, H, W): the channel mean of the squared activations."""
@@ -40,14 +42,17 @@ def attention_map(features: torch.Tensor) -> torch.Tensor:
 def at_distance(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of the L2-normalised attention maps (teacher resized).
 
-    An image whose teacher map is all zero (a dead layer: U-Net-small's trained bottleneck
-    is one) contributes nothing: there is no attention to transfer, and its term would be
-    a constant 1/HW with no gradient, inflating the reported loss."""
+    An image whose teacher map is dead contributes nothing: there is no attention to
+    transfer, and its term would be a constant 1/HW with no gradient, inflating the
+    reported loss. Dead means a norm below `F.normalize`'s eps, which normalises the map
+    to (almost) zero: U-Net-small's trained bottleneck is one, with activations of
+    about 1e-18 (so maps of 1e-36), not exact zeros."""
     s_map = attention_map(student_feat)
     s = s_map.flatten(1)
     t = resize_like(attention_map(teacher_feat), s_map).flatten(1)
-    per_image = (F.normalize(s, dim=1) - F.normalize(t, dim=1)).pow(2).mean(1)
-    live = (t.abs().amax(dim=1) > 0).to(per_image.dtype)
+    per_image = (F.normalize(s, dim=1, eps=NORM_EPS)
+                 - F.normalize(t, dim=1, eps=NORM_EPS)).pow(2).mean(1)
+    live = (t.norm(dim=1) > NORM_EPS).to(per_image.dtype)
     return (per_image * live).mean()
 
 

@@ -50,6 +50,11 @@ def test_a_dead_teacher_layer_transfers_nothing():
     loss = at_distance(student, dead)
     loss.backward()
     assert loss.item() == 0.0 and student.grad.abs().max().item() == 0.0
+    # nearly dead, as U-Net-small's bottleneck really is (activations ~1e-18, not zero)
+    faint = torch.full((3, 16, 6, 6), 2e-18)
+    faint[:, :, :3] = 0
+    assert at_distance(student, faint).item() == 0.0
+    assert at_distance(student, faint * 1e15).item() > 1e-3  # the same map, alive
     # a batch with one dead image: the live ones count as before, averaged over all
     teacher = torch.randn(3, 16, 6, 6)
     partly = teacher.clone()
