@@ -24,10 +24,11 @@ FAMILY_DOCS = ("pruning", "weight_sharing", "quantization", "distillation", "tab
 def replace_block(text: str, name: str, body: str) -> str:
     """Replace what lies between `<!-- name -->` and `<!-- /name -->` with `body`."""
     pattern = re.compile(rf"<!-- {name} -->.*?<!-- /{name} -->", re.S)
-    if not pattern.search(text):
+    out, n = pattern.subn(lambda _: f"<!-- {name} -->\n{body.strip()}\n<!-- /{name} -->", text,
+                          count=1)
+    if not n:
         raise ValueError(f"README has no <!-- {name} --> ... <!-- /{name} --> block")
-    return pattern.sub(lambda _: f"<!-- {name} -->\n{body.strip()}\n<!-- /{name} -->", text,
-                       count=1)
+    return out
 
 
 def assemble(readme: str, docs: Path) -> str:

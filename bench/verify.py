@@ -50,12 +50,13 @@ def select_records(results: Path, runs: list[str] | None = None) -> list[dict]:
     recs = [r for r in iter_records(results) if r.get("status") == "ok"]
     if not runs:
         return recs
-    unmatched = [p for p in runs if not any(r["run_id"].startswith(p) for r in recs)]
+    chosen = [r for r in recs if r["run_id"].startswith(tuple(runs))]
+    unmatched = [p for p in runs if not any(r["run_id"].startswith(p) for r in chosen)]
     if unmatched:
         raise UnknownNameError(f"no ok run in {results} has a run id starting with "
                          f"{', '.join(unmatched)}; ok runs: "
                          f"{', '.join(sorted(r['run_id'] for r in recs)) or '(none)'}")
-    return [r for r in recs if any(r["run_id"].startswith(p) for p in runs)]
+    return chosen
 
 
 def verify_results(results: Path, device_name: str = "cpu",

@@ -50,9 +50,10 @@ def at_distance(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch
     s_map = attention_map(student_feat)
     s = s_map.flatten(1)
     t = resize_like(attention_map(teacher_feat), s_map).flatten(1)
+    t_norm = t.norm(dim=1, keepdim=True)  # once: it normalises t and tells dead from live
     per_image = (F.normalize(s, dim=1, eps=NORM_EPS)
-                 - F.normalize(t, dim=1, eps=NORM_EPS)).pow(2).mean(1)
-    live = (t.norm(dim=1) > NORM_EPS).to(per_image.dtype)
+                 - t / t_norm.clamp_min(NORM_EPS)).pow(2).mean(1)
+    live = (t_norm.squeeze(1) > NORM_EPS).to(per_image.dtype)
     return (per_image * live).mean()
 
 
