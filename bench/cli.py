@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,7 @@ def build_specs(args) -> list:
 def cmd_run(args) -> int:
     from bench.executors import EXECUTORS, run_specs
     from bench.leaderboard import write_leaderboard
+    from bench.records import NOT_APPLICABLE, OK
     from bench.runner import resolve_device
 
     specs = build_specs(args)
@@ -102,9 +104,10 @@ def cmd_run(args) -> int:
                         data_root=Path(args.data_root) if args.data_root else None,
                         threads=args.threads)
     md, _ = write_leaderboard(results)
-    n_failed = sum(r.get("status") != "ok" for r in records)
-    print(f"{len(records) - n_failed} runs ok, {n_failed} failed; leaderboard: {md}",
-          file=sys.stderr)
+    counts = Counter(r.get("status") for r in records)
+    n_na = counts[NOT_APPLICABLE]
+    print(f"{counts[OK]} runs ok, " + (f"{n_na} not applicable, " if n_na else "")
+          + f"{len(records) - counts[OK] - n_na} failed; leaderboard: {md}", file=sys.stderr)
     return 0
 
 

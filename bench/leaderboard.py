@@ -1,8 +1,8 @@
 """The leaderboard: every ok run, grouped over seeds, beside the baseline it came from.
 
 One table per (dataset, budget), rows sorted by model then size. Differences are against
-the `none` run of the same model, dataset, budget and seed. Failed runs are listed with
-their reasons so a gap in the table is never silent.
+the `none` run of the same model, dataset, budget and seed. Failed and not-applicable runs
+are listed with their reasons so a gap in the table is never silent.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from tabulate import tabulate
 
 from bench.atomic import atomic_write_text
-from bench.records import iter_records, stale_reason
+from bench.records import OK, iter_records, stale_reason
 from bench.spec import stable_hash
 
 
@@ -72,7 +72,7 @@ def build_rows(results: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
         if reason:
             stale.append(dict(r, status="stale", error=reason))
         else:
-            (ok if r.get("status") == "ok" else failed).append(r)
+            (ok if r.get("status") == OK else failed).append(r)
     failed += stale
     by_id = {r["run_id"]: r for r in ok}
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -259,9 +259,10 @@ def render_markdown(rows: list[dict[str, Any]], failed: list[dict[str, Any]]) ->
     if not rows:
         out += ["No finished runs yet.", ""]
     if failed:
-        out += ["## failed and stale runs", "",
-                "Stale runs were computed on an older version of their dataset and are "
-                "left out of the tables above; re-run them.", ""]
+        out += ["## failed, not applicable and stale runs", "",
+                "A run that is not applicable asked for something its model does not have "
+                "(a re-run does not retry it). Stale runs were computed on an older version "
+                "of their dataset and are left out of the tables above; re-run them.", ""]
         out.append(tabulate(
             [[f.get("model"), f.get("label", f.get("method")), f.get("dataset"),
               f.get("budget"), f.get("seed"), f.get("run_id"), f.get("status"),

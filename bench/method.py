@@ -39,6 +39,12 @@ if TYPE_CHECKING:
     from bench.context import RunContext
 
 
+class NotApplicable(ValueError):
+    """The method, as configured, asks for something this model does not have (a layer set,
+    a scope without eligible layers). Not a fault of the run: it is recorded with status
+    "not applicable" and its reason, and a re-run does not retry it."""
+
+
 @dataclass
 class NoConfig:
     """A method without settings."""

@@ -12,6 +12,15 @@ from typing import Any
 
 from bench.atomic import atomic_write_text
 
+OK, FAILED, NOT_APPLICABLE = "ok", "failed", "not applicable"
+# statuses a re-run keeps: an ok run is done, and a run that does not apply to its model
+# (`bench.method.NotApplicable`) would not apply again; a failed run is retried
+FINAL_STATUSES = (OK, NOT_APPLICABLE)
+
+
+def is_final(rec: dict[str, Any] | None) -> bool:
+    return rec is not None and rec.get("status") in FINAL_STATUSES
+
 
 def runs_dir(results: Path) -> Path:
     return Path(results) / "runs"

@@ -24,8 +24,8 @@ from bench.complexity import count_madds
 from bench.context import RunContext
 from bench.export import export_model, load_model, select_predictor, stage_problems
 from bench.latency import measure_latency
-from bench.method import stages_from_record
-from bench.records import read_record, write_record
+from bench.method import NotApplicable, stages_from_record
+from bench.records import FAILED, NOT_APPLICABLE, OK, is_final, read_record, write_record
 from bench.spec import RunSpec
 
 
@@ -167,7 +167,7 @@ def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
         "input_shape": list(ctx.input_shape),
     }
     return {
-        "status": "ok",
+        "status": OK,
         "metrics": metrics,
         "timings": timings,
         "cost": cost,
@@ -197,9 +197,13 @@ def run_one(spec: RunSpec, *, results: Path, device: torch.device,
         record.update(execute(spec, ctx))
     except (KeyboardInterrupt, SystemExit):
         raise
+    except NotApplicable as e:  # asks for what the model lacks: recorded, not retried
+        record.update({"status": NOT_APPLICABLE, "error": str(e), "extras": ctx.extras})
+        print(f"run {spec.run_id} ({spec.model} / {spec.label}) not applicable: {e}",
+              file=sys.stderr)
     except Exception as e:  # a failed run is recorded and the grid goes on
         record.update({
-            "status": "failed",
+            "status": FAILED,
             "error": f"{type(e).__name__}: {e}",
             "traceback": traceback.format_exc(),
             "extras": ctx.extras,
@@ -235,11 +239,12 @@ def waves(specs: list[RunSpec]) -> list[list[RunSpec]]:
 
 
 def pending(specs: list[RunSpec], results: Path) -> tuple[list[RunSpec], list[dict[str, Any]]]:
-    """Split specs into those still to run and the ok records of those finished."""
+    """Split specs into those still to run and the records of those finished (ok, or not
+    applicable to their model); failed runs are run again."""
     todo, done = [], []
     for s in specs:
         rec = read_record(results, s.run_id)
-        if rec is not None and rec.get("status") == "ok":
+        if is_final(rec):
             done.append(rec)
         else:
             todo.append(s)

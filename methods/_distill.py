@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from bench.method import METHODS, Method
+from bench.method import METHODS, Method, NotApplicable
 from bench.registry import UnknownNameError
 
 # -- teacher ------------------------------------------------------------------------------
@@ -372,7 +372,7 @@ def select_points(model: nn.Module, layers: str | list[str], num_classes: int,
 
     `output`: the decoder output (input of the final classifier). `atrous`: each atrous
     branch of the ASPP, or where a model has no ASPP each block around a dilated
-    convolution; an error if it has neither. `stages`: the encoder stage outputs. `all`:
+    convolution; `NotApplicable` if it has neither. `stages`: the encoder stage outputs. `all`:
     atrous + output for models with an ASPP (DeepLabV3/V3+), stages + output otherwise.
     A list: those module names (their outputs).
     """
@@ -389,7 +389,7 @@ def select_points(model: nn.Module, layers: str | list[str], num_classes: int,
     if layers == "atrous":
         pts = atrous_points(model, pr)
         if not pts:
-            raise ValueError(
+            raise NotApplicable(
                 "layer set 'atrous' needs an ASPP or dilated convolutions and this model "
                 "has neither; valid layer sets for it: output, stages, all"
             )

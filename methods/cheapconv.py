@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from bench.method import Method, register_method
+from bench.method import Method, NotApplicable, register_method
 from bench.registry import UnknownNameError
 from methods._distill import (
     find_encoder,
@@ -162,7 +162,7 @@ class CheapConvolutions(Method):
         student.to(ctx.device)
         names = scope_convs(student, c.scope, ctx.input_shape)
         if not names:
-            raise ValueError(f"cheapconv: scope {c.scope!r} of {ctx.spec.model} holds no "
+            raise NotApplicable(f"cheapconv: scope {c.scope!r} of {ctx.spec.model} holds no "
                              f"eligible 3x3 convolution; valid scopes: {', '.join(SCOPES)}")
         before = sum(p.numel() for n in names for p in student.get_submodule(n).parameters())
         replace_convs(student, names, c.block, int(c.groups), int(c.bottleneck))

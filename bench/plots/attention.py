@@ -95,8 +95,10 @@ def plot(results: Path, out_dir: Path, models: list[str] | None = None) -> list[
         if not stages:
             continue
         layers = stages[0]["config"].get("layers", "all")
-        key = (rec["model"], R.kwargs_label(rec), str(layers), rec["dataset"], rec["budget"])
-        if key in seen:  # one figure per student variant and layer set
+        pipeline = rec.get("label", rec["method"])  # `at`, or e.g. `cheapconv+at`
+        key = (rec["model"], R.kwargs_label(rec), pipeline, str(layers), rec["dataset"],
+               rec["budget"])
+        if key in seen:  # one figure per student variant, pipeline and layer set
             continue
         seen.add(key)
         t_name, t_kw = teacher_of(rec)
@@ -112,10 +114,11 @@ def plot(results: Path, out_dir: Path, models: list[str] | None = None) -> list[
         s_maps = maps(student, layers, ctx.num_classes, image)
         t_maps = maps(teacher, layers, ctx.num_classes, image)
         kw = R.kwargs_label(rec)
-        title = (f"{rec['model']}{f' ({kw})' if kw else ''} · at layers={layers} · "
+        title = (f"{rec['model']}{f' ({kw})' if kw else ''} · {pipeline} layers={layers} · "
                  f"{rec['dataset']} · budget {rec['budget']} · run {rec['run_id']}")
         fig = draw(t_name, image, labels[IMAGE_INDEX], ctx.num_classes, ctx.ignore_index,
                    t_maps, s_maps, title)
-        written += save(fig, out_dir, slug("attention", rec["model"], str(layers),
+        written += save(fig, out_dir, slug("attention", rec["model"],
+                                           "" if pipeline == "at" else pipeline, str(layers),
                                            rec["run_id"]))
     return written

@@ -18,7 +18,7 @@ import torch
 
 from bench.atomic import atomic_write_text
 from bench.budgets import Budget, get_budget
-from bench.records import read_record
+from bench.records import NOT_APPLICABLE, OK, is_final, read_record
 from bench.spec import RunSpec, TrainConfig
 from bench.tables import estimate as est
 from bench.tables.evals import EvalError, evaluate_record
@@ -138,8 +138,7 @@ def unique_specs(planned: list[Planned]) -> list[RunSpec]:
 def missing_specs(specs: list[RunSpec], results: Path) -> list[RunSpec]:
     out = []
     for s in specs:
-        rec = read_record(results, s.run_id)
-        if rec is None or rec.get("status") != "ok":
+        if not is_final(read_record(results, s.run_id)):
             out.append(s)
     return out
 
@@ -210,7 +209,9 @@ def metric_cell(col: Metric, p: Planned, t: Rendered, opts: Options, row: Row,
         why = ("not run: `--no-train` makes no runs" if no_train
                else f"{who}: no run record (the run was not made)")
         return Cell(None, "not run" if no_train else "missing", t.note(why))
-    if rec.get("status") != "ok":
+    if rec.get("status") == NOT_APPLICABLE:
+        return Cell(None, "n/a", t.note(f"{who} not applicable: {_first_line(rec.get('error'))}"))
+    if rec.get("status") != OK:
         return Cell(None, "failed", t.note(f"{who} failed: {_first_line(rec.get('error'))}"))
     if col.metric.startswith("latency"):
         env = rec.get("env", {})

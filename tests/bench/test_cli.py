@@ -31,7 +31,7 @@ def test_real_dataset_without_root_fails_with_expected_layout(tmp_path, capsys):
                "--budget", "smoke", "--results", str(tmp_path)])
     assert rc == 0  # the grid finishes; the run is recorded as failed with the reason
     lb = (tmp_path / "leaderboard.md").read_text()
-    assert "## failed and stale runs" in lb and "--data-root" in lb
+    assert "## failed, not applicable and stale runs" in lb and "--data-root" in lb
 
 
 def test_list_prints_registries(capsys):

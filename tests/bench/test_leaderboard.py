@@ -46,7 +46,7 @@ def test_failed_runs_are_listed_with_their_reason(tmp_path):
     write_record(tmp_path, _rec("x0", "prune", 0, 0, 0, "b0", status="failed"))
     md, csv = write_leaderboard(tmp_path)
     text = md.read_text()
-    assert "## failed and stale runs" in text and "RuntimeError: it broke" in text
+    assert "## failed, not applicable and stale runs" in text and "RuntimeError: it broke" in text
     assert len(csv.read_text().splitlines()) == 2
 
 

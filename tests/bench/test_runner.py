@@ -9,7 +9,8 @@ import torch
 
 from bench.baseline import cache_paths
 from bench.export import load_model
-from bench.method import METHODS, Method, register_method
+from bench.leaderboard import write_leaderboard
+from bench.method import METHODS, Method, NotApplicable, register_method
 from bench.records import iter_records, read_record
 from bench.runner import run_grid
 
@@ -32,12 +33,17 @@ def boom_method():
     class Boom(Method):
         Config = Cfg
 
+        calls: list[str] = []
+
         def compress(self, model, ctx):
+            self.calls.append(self.config.kind)
             if self.config.kind == "interrupt":
                 raise KeyboardInterrupt
+            if self.config.kind == "not_applicable":
+                raise NotApplicable("layer set 'x' needs an ASPP; valid layer sets: output")
             raise RuntimeError("boom: this method always fails")
 
-    yield
+    yield Boom
     METHODS._items.pop("_test_boom")
 
 
@@ -78,6 +84,27 @@ def test_failed_run_is_recorded_and_the_grid_goes_on(make_spec, results, boom_me
     assert "boom: this method always fails" in failed["error"]
     assert by_method[("none", 1)]["status"] == "ok"
     assert read_record(results, failed["run_id"])["status"] == "failed"
+
+
+def test_not_applicable_is_its_own_status_kept_on_rerun(make_spec, results, boom_method):
+    """A run asking for what the model lacks is not a failure and is not retried; a failed
+    run is retried."""
+    na = make_spec("_test_boom", "enet", kind="not_applicable")
+    bad = make_spec("_test_boom", "enet")
+    boom_method.calls.clear()
+    recs = {r["run_id"]: r for r in run_grid([na, bad], results=results,
+                                              device=torch.device("cpu"))}
+    assert recs[na.run_id]["status"] == "not applicable"
+    assert recs[na.run_id]["error"] == "layer set 'x' needs an ASPP; valid layer sets: output"
+    assert "traceback" not in recs[na.run_id]
+    assert recs[bad.run_id]["status"] == "failed"
+    assert sorted(boom_method.calls) == ["error", "not_applicable"]
+    run_grid([na, bad], results=results, device=torch.device("cpu"))
+    assert sorted(boom_method.calls) == ["error", "error", "not_applicable"]
+    md = write_leaderboard(results)[0].read_text()
+    assert "## failed, not applicable and stale runs" in md
+    na_line = next(line for line in md.splitlines() if na.run_id in line)
+    assert "not applicable" in na_line and "needs an ASPP" in na_line
 
 
 @pytest.fixture

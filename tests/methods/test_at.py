@@ -6,7 +6,7 @@ import torch
 
 from bench.context import RunContext
 from bench.export import export_model, load_model
-from bench.method import METHODS, Stage
+from bench.method import METHODS, NotApplicable, Stage
 from bench.registry import UnknownNameError
 from methods._distill import select_points
 from methods.at import at_distance
@@ -75,7 +75,7 @@ def test_layer_sets_on_enet_and_unet():
     unet = create_model("unet_small", num_classes=9)
     assert [p.module for p in select_points(unet, "stages", 9, SHAPE)] == \
         ["net.inc", "net.down.0", "net.down.1", "net.down.2", "net.down.3"]
-    with pytest.raises(ValueError, match="valid layer sets for it: output, stages, all"):
+    with pytest.raises(NotApplicable, match="valid layer sets for it: output, stages, all"):
         select_points(unet, "atrous", 9, SHAPE)
 
 

@@ -2,11 +2,13 @@
 right part of the model, the artifact rebuilds the student, and `cheapconv+at` hands the
 training to the distiller."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
 
-from bench.method import expand_methods
+from bench.method import METHODS, NotApplicable, expand_methods
 from bench.registry import UnknownNameError
 from bench.runner import run_one
 from bench.spec import RunSpec
@@ -49,6 +51,16 @@ def test_scopes_on_unet_deeplab_and_enet():
     enet = create_model("enet", num_classes=9)
     assert scope_convs(enet, "decoder", SHAPE) == [
         "net.stage4.0.branch.1.0", "net.stage4.1.branch.1.0", "net.stage5.branch.1.0"]
+
+
+def test_a_scope_without_3x3_convolutions_is_not_applicable():
+    """Nothing to replace is a property of the model, recorded as "not applicable"."""
+    pointwise = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 9, 1))
+    ctx = SimpleNamespace(device=CPU, input_shape=SHAPE, spec=SimpleNamespace(model="tiny"),
+                          build_model=lambda: pointwise)
+    cls = METHODS.get("cheapconv")
+    with pytest.raises(NotApplicable, match="scope 'all' of tiny holds no eligible 3x3"):
+        cls(cls.Config(scope="all")).compress(pointwise, ctx)
 
 
 def test_bad_block_is_rejected_with_the_choices(make_spec):

@@ -1,5 +1,6 @@
-"""`python -m bench plots` on three tiny ENet runs (baseline, gradual pruning, attention
-transfer): every figure kind is drawn as PNG + PDF from the real records and artifacts."""
+"""`python -m bench plots` on four tiny ENet runs (baseline, gradual pruning, attention
+transfer alone and after cheapconv): every figure kind is drawn as PNG + PDF from the real
+records and artifacts."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def results(tmp_path_factory):
     for method, sets in (("none", {}),
                          ("prune_unstructured", {"sparsity": 0.6, "schedule": "gradual",
                                                  "frequency": 1}),
-                         ("at", {"layers": "output"})):
+                         ("at", {"layers": "output"}),
+                         ("cheapconv+at", {"layers": "output"})):
         (v,) = expand_methods(method, sets)
         specs.append(RunSpec("enet", v.spec, v.label, v.resolved(), "synthetic", budget, 0))
     recs = run_grid(specs, results=results, device=torch.device("cpu"))
@@ -56,6 +58,10 @@ def test_every_figure_kind_is_drawn(results, monkeypatch):
     names = sorted(p.name for p in out.glob("*.png"))
     prefixes = {n.split("-")[0] for n in names}
     assert prefixes == {"pareto", "sparsity", "attention", "predictions", "sensitivity"}
+    # one attention figure per pipeline: `cheapconv+at` is not folded into `at`'s
+    attention = [n for n in names if n.startswith("attention-")]
+    assert len(attention) == 2
+    assert sum(n.startswith("attention-enet-cheapconv_at-output-") for n in attention) == 1
     for png in out.glob("*.png"):
         assert png.with_suffix(".pdf").stat().st_size > 1000
         w, h = Image.open(png).size

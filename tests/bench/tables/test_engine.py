@@ -121,6 +121,28 @@ def test_cells_come_from_the_records(ran):
     assert "does not resolve" in t.footnotes[row["nope"].note - 1]
 
 
+def test_a_not_applicable_run_is_a_gap_that_says_so_and_is_not_rerun(ran, monkeypatch):
+    from bench.records import read_record
+
+    planned = {(p.row, p.column): p for p in engine.plan(FAKE, ran)}
+    broken_id = planned[(1, "IoU")].spec.run_id
+
+    def read(results, run_id):
+        rec = read_record(results, run_id)
+        if run_id == broken_id:
+            rec = dict(rec, status="not applicable", error="scope 'head' holds nothing")
+        return rec
+
+    monkeypatch.setattr(engine, "read_record", read)
+    t = engine.build(FAKE, ran)
+    cell = {h: c for h, c in zip(t.headers, t.rows[1])}["IoU"]
+    assert cell.text == "n/a"
+    assert "not applicable: scope 'head' holds nothing" in t.footnotes[cell.note - 1]
+    missing = {s.run_id for s in engine.missing_specs(engine.unique_specs(engine.plan(FAKE, ran)),
+                                                      ran.results)}
+    assert broken_id not in missing
+
+
 def test_markdown_and_latex_files(ran):
     md, tex = engine.write(engine.build(FAKE, ran), ran.results / "tables")
     text = md.read_text()
