@@ -248,6 +248,8 @@ def make_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plots", help="draw the figures from the run records")
     pl.add_argument("--results", default=str(DEFAULT_RESULTS))
     pl.add_argument("--model", default="", help="comma list (default: every model with runs)")
+    pl.add_argument("--kind", default="", help="comma list of figure kinds (default: all of "
+                    "pareto, sparsity, attention, predictions, sensitivity)")
     pl.set_defaults(fn=cmd_plots)
 
     se = sub.add_parser("sensitivity", add_help=False,

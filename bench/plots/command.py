@@ -17,6 +17,13 @@ def run_command(args) -> int:
     from bench.plots.style import setup
 
     results = Path(args.results)
+    kinds = [k.strip() for k in (getattr(args, "kind", "") or "").split(",") if k.strip()]
+    bad = sorted(set(kinds) - set(KINDS))
+    if bad:
+        from bench.registry import UnknownNameError
+
+        raise UnknownNameError(f"unknown figure kind(s) {', '.join(bad)}; valid choices: "
+                               f"{', '.join(KINDS)}")
     models = [m.strip() for m in (args.model or "").split(",") if m.strip()] or None
     if models:
         from models import MODELS
@@ -31,7 +38,7 @@ def run_command(args) -> int:
     setup()
     out_dir = results / "plots"
     written, failed = [], []
-    for kind in KINDS:
+    for kind in [k for k in KINDS if k in kinds] if kinds else KINDS:
         mod = importlib.import_module(f"bench.plots.{kind}")
         try:
             paths = mod.plot(results, out_dir, models)

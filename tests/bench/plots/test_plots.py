@@ -39,8 +39,8 @@ def results(tmp_path_factory):
     return results
 
 
-def _args(results, model=""):
-    return argparse.Namespace(results=str(results), model=model)
+def _args(results, model="", kind=""):
+    return argparse.Namespace(results=str(results), model=model, kind=kind)
 
 
 def test_pareto_front_keeps_only_undominated_points():
@@ -68,6 +68,20 @@ def test_every_figure_kind_is_drawn(results, monkeypatch):
         assert w >= 600 and h >= 300  # readable, not a thumbnail
     # the sensitivity analysis behind its figure was run through bench/sensitivity.py
     assert (results / "sensitivity" / "enet-prune_unstructured-smoke.csv").is_file()
+
+
+def test_kind_draws_only_the_figure_kinds_named(tmp_path, results):
+    import shutil
+
+    from bench.registry import UnknownNameError
+
+    copy = tmp_path / "results"
+    shutil.copytree(results / "runs", copy / "runs")  # the Pareto fronts need only records
+    assert main(_args(copy, kind="pareto")) == 0
+    assert {p.name.split("-")[0] for p in (copy / "plots").glob("*.png")} == {"pareto"}
+    with pytest.raises(UnknownNameError, match="unknown figure kind.* paretto; valid choices: "
+                                               "pareto, sparsity, attention"):
+        main(_args(copy, kind="paretto"))
 
 
 def test_unknown_model_and_empty_results(tmp_path, results, capsys):
