@@ -18,7 +18,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from bench.records import write_record
+from bench.records import FAILED, write_record
 from bench.runner import base_record, pending, resolve_device, run_grid, run_one, waves
 from bench.spec import RunSpec, spec_from_dict
 
@@ -72,7 +72,7 @@ def run_ray(specs: list[RunSpec], *, results: Path, device: str, data_root: Path
                 rec = ray.get(ready[0])
             except Exception as e:  # the worker died: only its own run is lost
                 rec = base_record(spec, resolve_device("cpu"))
-                rec.update({"status": "failed",
+                rec.update({"status": FAILED,
                             "error": f"worker lost: {type(e).__name__}: {e}".splitlines()[0]})
                 print(f"run {spec.run_id} failed: {rec['error']}", file=sys.stderr)
             write_record(results, rec)  # gathered here even when workers have no shared disk

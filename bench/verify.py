@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from bench.artifact import ArtifactError
 from bench.context import RunContext
 from bench.export import load_model, select_predictor, stage_problems
-from bench.records import iter_records
+from bench.records import OK, iter_records
 from bench.registry import UnknownNameError
 from bench.runner import resolve_device
 from bench.spec import spec_from_dict
@@ -47,7 +47,7 @@ def verify_record(rec: dict, results: Path, device_name: str = "cpu") -> list[st
 def select_records(results: Path, runs: list[str] | None = None) -> list[dict]:
     """The ok records to verify: all of them, or those whose run id starts with one of
     `runs` (a prefix that matches no ok run is an error, not an empty success)."""
-    recs = [r for r in iter_records(results) if r.get("status") == "ok"]
+    recs = [r for r in iter_records(results) if r.get("status") == OK]
     if not runs:
         return recs
     chosen = [r for r in recs if r["run_id"].startswith(tuple(runs))]

@@ -95,7 +95,7 @@ def plot(results: Path, out_dir: Path, models: list[str] | None = None) -> list[
         if not stages:
             continue
         layers = stages[0]["config"].get("layers", "all")
-        pipeline = rec.get("label", rec["method"])  # `at`, or e.g. `cheapconv+at`
+        pipeline = R.run_label(rec)  # `at`, or e.g. `cheapconv+at`
         key = (rec["model"], R.kwargs_label(rec), pipeline, str(layers), rec["dataset"],
                rec["budget"])
         if key in seen:  # one figure per student variant, pipeline and layer set

@@ -10,6 +10,11 @@ from pathlib import Path
 KINDS = ("pareto", "sparsity", "attention", "predictions", "sensitivity")
 
 
+def _names(text: str | None) -> list[str]:
+    """The names of a comma list (`--model a,b`, `--kind pareto,attention`)."""
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
 def run_command(args) -> int:
     import importlib
 
@@ -17,14 +22,14 @@ def run_command(args) -> int:
     from bench.plots.style import setup
 
     results = Path(args.results)
-    kinds = [k.strip() for k in (getattr(args, "kind", "") or "").split(",") if k.strip()]
+    kinds = _names(getattr(args, "kind", ""))
     bad = sorted(set(kinds) - set(KINDS))
     if bad:
         from bench.registry import UnknownNameError
 
         raise UnknownNameError(f"unknown figure kind(s) {', '.join(bad)}; valid choices: "
                                f"{', '.join(KINDS)}")
-    models = [m.strip() for m in (args.model or "").split(",") if m.strip()] or None
+    models = _names(args.model) or None
     if models:
         from models import MODELS
 

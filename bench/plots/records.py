@@ -8,12 +8,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.records import iter_records
+from bench.records import OK, iter_records
 from bench.spec import stable_hash
 
 
 def ok_records(results: Path, models: list[str] | None = None) -> list[dict[str, Any]]:
-    return [r for r in iter_records(results) if r.get("status") == "ok"
+    return [r for r in iter_records(results) if r.get("status") == OK
             and (not models or r["model"] in models)]
 
 
@@ -43,6 +43,11 @@ def kwargs_label(rec: dict[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in kw.items())
 
 
+def run_label(rec: dict[str, Any]) -> str:
+    """The method or pipeline a run ran (`at`, `cheapconv+at`, `deep_compression`)."""
+    return rec.get("label", rec["method"])
+
+
 def series_label(rec: dict[str, Any]) -> str:
     """What a figure colours a run by: its method, plus any non-default training setting
     (an IoU-loss baseline is not the cross-entropy one)."""
@@ -53,7 +58,7 @@ def series_label(rec: dict[str, Any]) -> str:
     defaults = dataclasses.asdict(TrainConfig())
     diff = [f"{k}={v}" for k, v in (rec["config"].get("train") or {}).items()
             if defaults.get(k) != v]
-    return rec.get("label", rec["method"]) + (f" [train {','.join(diff)}]" if diff else "")
+    return run_label(rec) + (f" [train {','.join(diff)}]" if diff else "")
 
 
 def method_label(rec: dict[str, Any]) -> str:
@@ -65,7 +70,7 @@ def method_label(rec: dict[str, Any]) -> str:
     except Exception:  # a record of a plugin that is no longer installed
         parts = []
     cfg = "; ".join(p for p in parts if p)
-    return rec.get("label", rec["method"]) + (f" ({cfg})" if cfg else "")
+    return run_label(rec) + (f" ({cfg})" if cfg else "")
 
 
 def artifact_path(rec: dict[str, Any], results: Path) -> Path:

@@ -18,7 +18,8 @@ import torch
 
 from bench.atomic import atomic_write_text
 from bench.budgets import Budget, get_budget
-from bench.records import NOT_APPLICABLE, OK, is_final, read_record
+from bench.records import NOT_APPLICABLE, OK, read_record
+from bench.runner import pending
 from bench.spec import RunSpec, TrainConfig
 from bench.tables import estimate as est
 from bench.tables.evals import EvalError, evaluate_record
@@ -136,11 +137,7 @@ def unique_specs(planned: list[Planned]) -> list[RunSpec]:
 
 
 def missing_specs(specs: list[RunSpec], results: Path) -> list[RunSpec]:
-    out = []
-    for s in specs:
-        if not is_final(read_record(results, s.run_id)):
-            out.append(s)
-    return out
+    return pending(specs, results)[0]  # the runner's resume rule: failed runs again
 
 
 def run_missing(tables: list[Table], opts: Options, threads: int | None = None,
