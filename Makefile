@@ -15,7 +15,7 @@ EXECUTOR ?= local
 RESULTS ?= results
 ARGS ?=
 
-.PHONY: bench leaderboard verify tables plots readme test perf lint clean
+.PHONY: bench leaderboard verify tables plots test perf lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,9 +40,6 @@ plots: $(STAMP)
 
 verify: $(STAMP)
 	$(BIN)/python -m bench verify --results "$(RESULTS)"
-
-readme: $(STAMP)
-	$(BIN)/python -m bench.readme
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
