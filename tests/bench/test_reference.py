@@ -29,9 +29,13 @@ def reference(tmp_path_factory):
     return root
 
 
-def _clone(reference, tmp_path, monkeypatch):
+def _clone(reference, tmp_path, monkeypatch, artifacts=False):
+    """What a fresh clone holds: the reference without its git-ignored folders (artifacts
+    only when a test says a maintainer has them)."""
     repo = tmp_path / "clone"
     shutil.copytree(reference, repo)
+    for ignored in ("cache", "logs", "tmp") + (() if artifacts else ("artifacts",)):
+        shutil.rmtree(repo / REF / ignored, ignore_errors=True)
     monkeypatch.chdir(repo)
     return repo
 
@@ -65,7 +69,7 @@ def test_update_reference_pointed_elsewhere_is_refused(tmp_path, monkeypatch):
 
 
 def test_a_users_run_leaves_the_reference_untouched(reference, tmp_path, monkeypatch):
-    repo = _clone(reference, tmp_path, monkeypatch)
+    repo = _clone(reference, tmp_path, monkeypatch, artifacts=True)
     before = {p: p.read_bytes() for p in (repo / REF).rglob("*") if p.is_file()}
     assert main(["run", "--method", "fp16", *TINY]) == 0  # default --results
     assert (repo / "results/local/leaderboard.md").is_file()
@@ -94,7 +98,6 @@ def test_verify_reference_catches_a_tampered_record(reference, tmp_path, monkeyp
     import json
 
     repo = _clone(reference, tmp_path, monkeypatch)
-    shutil.rmtree(repo / REF / "artifacts")
     (rec_path,) = (repo / REF / "runs").glob("*.json")
     rec = json.loads(rec_path.read_text())
     rec["metrics"]["miou"] = 0.99
@@ -110,7 +113,7 @@ def test_verify_reference_reevaluates_present_artifacts(reference, tmp_path, mon
 
     from bench.leaderboard import write_leaderboard
 
-    repo = _clone(reference, tmp_path, monkeypatch)
+    repo = _clone(reference, tmp_path, monkeypatch, artifacts=True)
     (rec_path,) = (repo / REF / "runs").glob("*.json")
     rec = json.loads(rec_path.read_text())
     rec["metrics"]["miou"] = 0.99
