@@ -12,10 +12,11 @@ BUDGET ?= quick
 SEEDS ?= 1
 DEVICE ?= auto
 EXECUTOR ?= local
-RESULTS ?= results
+RESULTS ?= results/local
+REFERENCE = results/reference/$(DATASET)-$(BUDGET)
 ARGS ?=
 
-.PHONY: bench leaderboard verify tables plots test perf lint clean
+.PHONY: bench reference verify-reference leaderboard verify tables plots test perf lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,14 @@ bench: $(STAMP)
 	$(BIN)/python -m bench run --method "$(METHOD)" $(if $(MODELS),--model "$(MODELS)") \
 		--dataset "$(DATASET)" --budget "$(BUDGET)" --seeds "$(SEEDS)" --device "$(DEVICE)" \
 		--executor "$(EXECUTOR)" --results "$(RESULTS)" $(ARGS)
+
+# maintainers: regenerate the committed reference (run records, leaderboard, figures)
+reference: $(STAMP)
+	$(MAKE) bench RESULTS="$(REFERENCE)" ARGS="--update-reference $(ARGS)"
+	$(BIN)/python -m bench plots --results "$(REFERENCE)" --update-reference
+
+verify-reference: $(STAMP)
+	$(BIN)/python -m bench verify --reference
 
 leaderboard: $(STAMP)
 	$(BIN)/python -m bench leaderboard --results "$(RESULTS)"
@@ -52,5 +61,5 @@ lint: $(STAMP)
 	$(BIN)/ruff check bench methods models tests
 
 clean:
-	rm -rf $(RESULTS)/runs $(RESULTS)/artifacts $(RESULTS)/cache $(RESULTS)/logs \
+	rm -rf results/local \
 		.pytest_cache .ruff_cache .benchmarks

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.budgets import BUDGETS, get_budget
+from bench.layout import USER_RESULTS, ProtectedResultsError, guard_write
 from bench.registry import UnknownNameError
 
-DEFAULT_RESULTS = Path("results")
+DEFAULT_RESULTS = USER_RESULTS
 
 
 class UsageError(Exception):
@@ -91,6 +92,7 @@ def cmd_run(args) -> int:
     from bench.records import NOT_APPLICABLE, OK
     from bench.runner import resolve_device
 
+    guard_write(Path(args.results), args.update_reference)
     specs = build_specs(args)
     if args.executor not in EXECUTORS:
         raise UsageError(f"unknown executor {args.executor!r}; valid choices: "
@@ -114,6 +116,7 @@ def cmd_run(args) -> int:
 def cmd_leaderboard(args) -> int:
     from bench.leaderboard import write_leaderboard
 
+    guard_write(Path(args.results), args.update_reference)
     md, cs = write_leaderboard(Path(args.results))
     print(f"wrote {md} and {cs}", file=sys.stderr)
     return 0
@@ -166,6 +169,10 @@ def cmd_zoo(args) -> int:
 def cmd_verify(args) -> int:
     from bench.verify import verify_results
 
+    if args.reference:
+        from bench.reference import verify_reference
+
+        return verify_reference(device_name=args.device)
     problems = verify_results(Path(args.results), device_name=args.device, runs=args.run)
     return 1 if problems else 0
 
@@ -173,12 +180,14 @@ def cmd_verify(args) -> int:
 def cmd_tables(args) -> int:
     from bench.tables import main as tables_main
 
+    guard_write(Path(args.results), args.update_reference)
     return tables_main(args)
 
 
 def cmd_plots(args) -> int:
     from bench.plots import main as plots_main
 
+    guard_write(Path(args.results), args.update_reference)
     return plots_main(args)
 
 
@@ -186,6 +195,12 @@ def cmd_sensitivity(args) -> int:
     from bench.sensitivity import main as sensitivity_main
 
     return sensitivity_main(args.rest)
+
+
+def _reference_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--update-reference", action="store_true",
+                        help="allow writing into results/reference/ (maintainers regenerating "
+                        "the committed reference)")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -205,10 +220,12 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--results", default=str(DEFAULT_RESULTS))
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override: <method field>, <stage>.<field>, train.*, model.*, budget.*")
+    _reference_flag(r)
     r.set_defaults(fn=cmd_run)
 
     lb = sub.add_parser("leaderboard", help="write leaderboard.md and leaderboard.csv")
     lb.add_argument("--results", default=str(DEFAULT_RESULTS))
+    _reference_flag(lb)
     lb.set_defaults(fn=cmd_leaderboard)
 
     ls = sub.add_parser("list", help="list models, methods, datasets or budgets")
@@ -226,6 +243,9 @@ def make_parser() -> argparse.ArgumentParser:
     v.add_argument("--device", default="cpu")
     v.add_argument("--run", action="append", metavar="RUN_ID",
                    help="verify only this run (a run-id prefix; repeatable)")
+    v.add_argument("--reference", action="store_true",
+                   help="regenerate every committed reference leaderboard from its records and "
+                   "compare byte for byte (and re-evaluate artifacts that are present)")
     v.set_defaults(fn=cmd_verify)
 
     t = sub.add_parser("tables", help="regenerate the reference reports' tables")
@@ -243,6 +263,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="local | ray: run the missing runs in parallel workers")
     t.add_argument("--results", default=str(DEFAULT_RESULTS))
     t.add_argument("--set", action="append", metavar="KEY=VALUE")
+    _reference_flag(t)
     t.set_defaults(fn=cmd_tables)
 
     pl = sub.add_parser("plots", help="draw the figures from the run records")
@@ -250,6 +271,7 @@ def make_parser() -> argparse.ArgumentParser:
     pl.add_argument("--model", default="", help="comma list (default: every model with runs)")
     pl.add_argument("--kind", default="", help="comma list of figure kinds (default: all of "
                     "pareto, sparsity, attention, predictions, sensitivity)")
+    _reference_flag(pl)
     pl.set_defaults(fn=cmd_plots)
 
     se = sub.add_parser("sensitivity", add_help=False,
@@ -267,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.fn(args)
-    except (UsageError, UnknownNameError) as e:
+    except (UsageError, UnknownNameError, ProtectedResultsError) as e:
         print(f"segbench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -304,19 +304,25 @@ def render_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def write_leaderboard(results: Path) -> tuple[Path, Path]:
-    rows, failed = build_rows(results)
-    md, cs = Path(results) / "leaderboard.md", Path(results) / "leaderboard.csv"
-    atomic_write_text(md, render_markdown(rows, failed))
-    csv_rows = [{k: v for k, v in r.items() if k != "per_class_delta"} for r in rows]
-    atomic_write_text(cs, render_csv(csv_rows))
+def render_leaderboard(results: Path) -> dict[str, str]:
+    """Every file the leaderboard writes, by path relative to `results`, rendered from the
+    run records alone: `verify --reference` compares these with the committed files."""
     from bench.data import DATASETS
 
+    rows, failed = build_rows(results)
+    csv_rows = [{k: v for k, v in r.items() if k != "per_class_delta"} for r in rows]
+    out = {"leaderboard.md": render_markdown(rows, failed),
+           "leaderboard.csv": render_csv(csv_rows)}
     names = {n: list(DATASETS.get(n).class_names) for n in DATASETS.names()}
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_model[r["model"]].append(r)
     for model, rs in by_model.items():
-        atomic_write_text(Path(results) / "models" / f"{model}.md",
-                          render_model_page(model, rs, names))
-    return md, cs
+        out[f"models/{model}.md"] = render_model_page(model, rs, names)
+    return out
+
+
+def write_leaderboard(results: Path) -> tuple[Path, Path]:
+    for rel, text in render_leaderboard(results).items():
+        atomic_write_text(Path(results) / rel, text)
+    return Path(results) / "leaderboard.md", Path(results) / "leaderboard.csv"

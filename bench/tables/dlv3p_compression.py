@@ -89,6 +89,7 @@ def blocks_table(model: str) -> Table:
                "apply to the decoder's 3×3 convolution. IoU = mean IoU (%) on the validation "
                "split of the reloaded artifact.",),
         budget_overrides=BUDGET_OVERRIDES,
+        needs_budget="full",
     )
 
 
@@ -111,6 +112,7 @@ def distill_table(model: str) -> Table:
                "distillation (KD, alpha = 0.9, T = 4). Teacher of the report: DeepLabV3+ "
                "ResNet-50, OS 16, KSAC, standard ASPP.",),
         budget_overrides=BUDGET_OVERRIDES,
+        needs_budget="full",
     )
 
 
@@ -127,6 +129,7 @@ def caspp_table(model: str) -> Table:
                "widths CASPP-1 [N], CASPP-2 [2N, N], CASPP-3 [4N, 2N, N], CASPP-4 "
                "[4N, 2N, N, N], N = 256.",),
         budget_overrides=BUDGET_OVERRIDES,
+        needs_budget="full",
     )
 
 

@@ -110,7 +110,19 @@ class Planned:
     dropped: list[str] = field(default_factory=list)  # optional settings the plugin lacks
 
 
+def below_needed_budget(table: Table, opts: Options) -> str | None:
+    """Why `table`'s run cells stay empty at this budget, or None when they can be filled."""
+    if not table.needs_budget or opts.budget in (table.needs_budget, "smoke"):
+        return None  # smoke is the tests' code-path check, and its caption says so
+    return (f"needs `--budget {table.needs_budget}` (a GPU): a `{opts.budget}` run of these "
+            f"models would print accuracies that are not results; `python -m bench tables "
+            f"--table {table.id} --budget {table.needs_budget} --dry-run` lists the runs and "
+            f"their estimated cost")
+
+
 def plan(table: Table, opts: Options) -> list[Planned]:
+    if below_needed_budget(table, opts):
+        return []
     out = []
     for i, row in enumerate(table.rows):
         for col in table.columns_for(opts.as_flags()):
@@ -260,6 +272,9 @@ def caption(table: Table, opts: Options, size: tuple[int, int]) -> str:
                      f"built model ({num_classes(opts)} classes, input {size[0]}×{size[1]}), "
                      f"without training; MAdds count conv/linear multiply-adds (torchvision "
                      f"convention), FLOPs = 2 × MAdds, MB = 10^6 bytes.")
+    if b.name == "smoke":
+        parts.append("Budget `smoke` checks the code path (one epoch on a handful of images): "
+                     "its accuracy and latency cells are not results.")
     parts += list(table.notes)
     parts += [c.note for c in table.columns if isinstance(c, Derived) and c.note]
     return " ".join(parts)
@@ -275,6 +290,7 @@ def build(table: Table, opts: Options, *, compute_evals: bool = True,
                  [not isinstance(c, Field) and getattr(c, "fmt", "") not in ("check", "text")
                   for c in columns], [])
     planned = {(p.row, p.column): p for p in plan(table, opts)}
+    deferred = below_needed_budget(table, opts)
     timed_on: set[str] = set()
     for p in planned.values():
         if p.dropped and p.run.dropped_note and p.run.dropped_note not in t.caption:
@@ -294,6 +310,8 @@ def build(table: Table, opts: Options, *, compute_evals: bool = True,
                     cell = Cell(None, "failed", t.note(
                         f"{row.model}({_kwargs(row)}) cannot be built and counted: "
                         f"{type(e).__name__}: {_first_line(str(e))}"))
+            elif isinstance(col, Metric) and deferred:
+                cell = Cell(None, f"needs {table.needs_budget}", t.note(deferred))
             elif isinstance(col, Metric):
                 cell = metric_cell(col, planned[(i, col.name)], t, opts, row, compute_evals,
                                    no_train, timed_on)

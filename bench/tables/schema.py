@@ -135,6 +135,10 @@ class Table:
     # budget name -> overrides of that budget for this table's runs (e.g. fewer images at
     # `smoke`, so the whole set of tables stays CI-sized); `--set budget.*` applies on top
     budget_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # the budget its accuracy and latency cells need (e.g. "full": models no CPU trains to a
+    # meaningful accuracy); below it those cells are marked, never filled by a smaller
+    # budget's numbers that would read like results, and their runs are not planned
+    needs_budget: str | None = None
 
     def columns_for(self, options: Mapping[str, Any]) -> tuple[Column, ...]:
         return tuple(c for c in self.columns

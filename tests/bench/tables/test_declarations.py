@@ -78,3 +78,19 @@ def test_bad_options_exit_2_with_one_line(args, needle, capsys, tmp_path):
     assert main([*args, "--results", str(tmp_path), "--no-train"]) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
+
+
+def test_gpu_tables_below_their_budget_are_marked_not_filled(tmp_path):
+    """At `quick`, the DeepLabV3+ tables plan no runs and say what their cells need, while
+    the cost columns (no training) are still filled."""
+    opts = engine.Options(budget="quick", results=tmp_path, device=torch.device("cpu"))
+    t = all_tables()["dlv3p-mnv2-caspp"]
+    assert t.needs_budget == "full" and engine.plan(t, opts) == []
+    rendered = engine.build(t, opts, compute_evals=False, no_train=True)
+    iou = rendered.headers.index("IoU")
+    params = rendered.headers.index("Params [M]")
+    assert {row[iou].text for row in rendered.rows} == {"needs full"}
+    assert all(row[params].value for row in rendered.rows)
+    assert "--budget full --dry-run" in " ".join(rendered.footnotes)
+    full = engine.Options(budget="full", results=tmp_path, device=torch.device("cpu"))
+    assert len(engine.plan(t, full)) == len(t.rows)
