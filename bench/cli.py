@@ -5,6 +5,7 @@ results go to files, progress and errors to stderr."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections import Counter
@@ -16,6 +17,12 @@ from bench.layout import USER_RESULTS, ProtectedResultsError, guard_write
 from bench.registry import UnknownNameError
 
 DEFAULT_RESULTS = USER_RESULTS
+# the contract scripts and CI rely on (docs/reliability.md); printed by every `--help`
+EXIT_STATUS = """exit status:
+  0  everything asked for succeeded (a run that is not applicable to its model counts as ok)
+  1  some run failed, some check failed, or some record was malformed (named on stderr)
+  2  usage error: bad option or value (one line on stderr naming the valid choices)
+  130 interrupted (finished runs are kept; re-run to resume)"""
 
 
 class UsageError(Exception):
@@ -108,9 +115,10 @@ def cmd_run(args) -> int:
     md, _ = write_leaderboard(results)
     counts = Counter(r.get("status") for r in records)
     n_na = counts[NOT_APPLICABLE]
+    n_failed = len(records) - counts[OK] - n_na
     print(f"{counts[OK]} runs ok, " + (f"{n_na} not applicable, " if n_na else "")
-          + f"{len(records) - counts[OK] - n_na} failed; leaderboard: {md}", file=sys.stderr)
-    return 0
+          + f"{n_failed} failed; leaderboard: {md}", file=sys.stderr)
+    return 1 if n_failed else 0
 
 
 def cmd_leaderboard(args) -> int:
@@ -204,8 +212,12 @@ def _reference_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segbench", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="segbench", description=__doc__, epilog=EXIT_STATUS,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    # every subcommand's --help states the exit-status contract too
+    sub = p.add_subparsers(dest="command", required=True, parser_class=functools.partial(
+        argparse.ArgumentParser, epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
 
     r = sub.add_parser("run", help="run the grid of methods x models x seeds")
     r.add_argument("--method", default="none", help="plugin, family, a,b list, a+b pipeline, all")

@@ -145,11 +145,17 @@ def run_command(args) -> int:
     if args.dry_run:
         dry_run(tables, opts)
         return 0
+    failed = 0
     if not args.no_train:
-        engine.run_missing(tables, opts, threads=args.threads, executor=args.executor)
+        if engine.run_missing(tables, opts, threads=args.threads, executor=args.executor):
+            failed = len(engine.tables_missing(tables, opts))  # still no final record
     out_dir = opts.results / "tables"
     for t in tables:
         rendered = engine.build(t, opts, compute_evals=not args.no_train, no_train=args.no_train)
         md, tex = engine.write(rendered, out_dir)
         print(f"tables: wrote {md} and {tex.name}", file=sys.stderr)
+    if failed:  # the exit-status contract (docs/reliability.md): 1 when a run failed
+        print(f"tables: {failed} run(s) failed; their cells are empty (reasons: "
+              f"`python -m bench leaderboard`)", file=sys.stderr)
+        return 1
     return 0

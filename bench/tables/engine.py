@@ -152,13 +152,18 @@ def missing_specs(specs: list[RunSpec], results: Path) -> list[RunSpec]:
     return pending(specs, results)[0]  # the runner's resume rule: failed runs again
 
 
+def tables_missing(tables: list[Table], opts: Options) -> list[RunSpec]:
+    """The runs `tables` need that have no final record (never run, or failed)."""
+    return missing_specs(unique_specs([p for t in tables for p in plan(t, opts)]), opts.results)
+
+
 def run_missing(tables: list[Table], opts: Options, threads: int | None = None,
                 executor: str = "local") -> int:
     """Run every missing run of `tables` (baselines first, resumable) on the same executors
     as `bench run`; returns how many."""
     from bench.executors import run_specs
 
-    specs = missing_specs(unique_specs([p for t in tables for p in plan(t, opts)]), opts.results)
+    specs = tables_missing(tables, opts)
     if specs:
         print(f"tables: {len(specs)} runs missing; running them ({executor})", file=sys.stderr)
         run_specs(specs, executor=executor, results=opts.results, device=str(opts.device),

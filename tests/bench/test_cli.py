@@ -29,7 +29,7 @@ def test_bad_input_exits_2_with_one_line_listing_choices(args, needle, capsys):
 def test_real_dataset_without_root_fails_with_expected_layout(tmp_path, capsys):
     rc = main(["run", "--method", "none", "--model", "enet", "--dataset", "camvid",
                "--budget", "smoke", "--results", str(tmp_path)])
-    assert rc == 0  # the grid finishes; the run is recorded as failed with the reason
+    assert rc == 1  # the grid finishes, the run is recorded as failed, the exit says so
     lb = (tmp_path / "leaderboard.md").read_text()
     assert "## failed, not applicable and stale runs" in lb and "--data-root" in lb
 

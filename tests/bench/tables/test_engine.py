@@ -183,3 +183,25 @@ def test_static_counts_shared_kernels_once(tmp_path):
     assert ksac["dense_size"] < plain["dense_size"]
     assert ksac["flops"] == 2 * ksac["madds"]
     assert len(list(tmp_path.glob("*.json"))) == 2  # cached
+
+
+def test_tables_command_exits_1_when_a_needed_run_failed(ran, tmp_path, monkeypatch):
+    """The broken row's runs fail again on a re-run: the tables are written with empty
+    cells and the exit status says a run failed (docs/reliability.md)."""
+    import argparse
+    import shutil
+
+    from bench.tables import command
+
+    results = tmp_path / "results"
+    shutil.copytree(ran.results, results)
+    monkeypatch.setattr(command, "select", lambda ids: [FAKE])
+    args = argparse.Namespace(list=False, threads=None, table=None, dry_run=False,
+                              no_train=False, executor="local", results=str(results),
+                              budget="smoke", dataset="synthetic", data_root=None,
+                              device="cpu", set=None)
+    assert len(engine.tables_missing([FAKE], ran)) == 2  # the broken row: none and fp16
+    assert command.run_command(args) == 1
+    assert (results / "tables" / "fake.md").is_file()
+    args.no_train = True  # nothing is run, nothing failed now
+    assert command.run_command(args) == 0
