@@ -125,9 +125,11 @@ def cmd_leaderboard(args) -> int:
     from bench.leaderboard import write_leaderboard
 
     guard_write(Path(args.results), args.update_reference)
-    md, cs = write_leaderboard(Path(args.results))
-    print(f"wrote {md} and {cs}", file=sys.stderr)
-    return 0
+    malformed: list[Path] = []
+    md, cs = write_leaderboard(Path(args.results), malformed)
+    print(f"wrote {md} and {cs}" + (f" without {len(malformed)} malformed record(s)"
+                                    if malformed else ""), file=sys.stderr)
+    return 1 if malformed else 0
 
 
 def cmd_list(args) -> int:

@@ -65,9 +65,12 @@ def _config_label(rec: dict[str, Any]) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def build_rows(results: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def build_rows(results: Path, malformed: list[Path] | None = None
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows, failed runs); records failing the schema are named on stderr, skipped and
+    appended to `malformed`."""
     ok, failed, stale = [], [], []
-    for r in iter_records(results, include_stale=True):
+    for r in iter_records(results, include_stale=True, malformed=malformed):
         reason = stale_reason(r)
         if reason:
             stale.append(dict(r, status="stale", error=reason))
@@ -304,12 +307,13 @@ def render_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def render_leaderboard(results: Path) -> dict[str, str]:
+def render_leaderboard(results: Path, malformed: list[Path] | None = None
+                       ) -> dict[str, str]:
     """Every file the leaderboard writes, by path relative to `results`, rendered from the
     run records alone: `verify --reference` compares these with the committed files."""
     from bench.data import DATASETS
 
-    rows, failed = build_rows(results)
+    rows, failed = build_rows(results, malformed)
     csv_rows = [{k: v for k, v in r.items() if k != "per_class_delta"} for r in rows]
     out = {"leaderboard.md": render_markdown(rows, failed),
            "leaderboard.csv": render_csv(csv_rows)}
@@ -322,7 +326,10 @@ def render_leaderboard(results: Path) -> dict[str, str]:
     return out
 
 
-def write_leaderboard(results: Path) -> tuple[Path, Path]:
-    for rel, text in render_leaderboard(results).items():
+def write_leaderboard(results: Path, malformed: list[Path] | None = None
+                      ) -> tuple[Path, Path]:
+    """Write every leaderboard file; records failing the schema are appended to
+    `malformed` (and named on stderr)."""
+    for rel, text in render_leaderboard(results, malformed).items():
         atomic_write_text(Path(results) / rel, text)
     return Path(results) / "leaderboard.md", Path(results) / "leaderboard.csv"

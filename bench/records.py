@@ -36,15 +36,83 @@ def write_record(results: Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def read_record(results: Path, run_id: str) -> dict[str, Any] | None:
-    path = record_path(results, run_id)
+_NUMBER = (int, float)
+# what every reader (leaderboard, verify, tables, plots, resume) takes from a record
+_TOP = {"run_id": str, "status": str, "model": str, "method": str, "dataset": str,
+        "budget": str, "seed": int, "config": dict}
+_OK_TOP = {"metrics": dict}
+_OK_METRICS = ("miou", "pixel_acc", "params", "nonzero_params", "sparsity", "size_bytes",
+               "compression_ratio", "madds", "effective_madds", "latency_ms", "latency_iqr_ms")
+_OPTIONAL = {"env": dict, "extras": dict, "cost": dict, "baseline": dict, "timings": dict,
+             "error": str, "label": str, "artifact": str, "baseline_run_id": str}
+
+
+def _type_name(t) -> str:
+    return "number" if t is _NUMBER else t.__name__
+
+
+def _is(value: Any, t) -> bool:
+    if isinstance(value, bool):  # JSON true is no number, no int
+        return t is bool
+    return isinstance(value, t)
+
+
+def record_problem(rec: Any, run_id: str | None = None) -> str | None:
+    """What makes `rec` unusable as a run record, or None. The one schema check every
+    reader applies, so a malformed record is named and skipped (and re-run by `run`)
+    instead of raising deep inside a table."""
+    if not isinstance(rec, dict):
+        return f"a record must be a JSON object, not {type(rec).__name__}"
+    for key, t in _TOP.items():
+        if key not in rec:
+            return f"missing key {key!r}"
+        if not _is(rec[key], t):
+            return f"{key!r} must be a {_type_name(t)}, not {type(rec[key]).__name__}"
+    if run_id is not None and rec["run_id"] != run_id:
+        return f"its run_id {rec['run_id']!r} does not match its file name"
+    if rec["status"] not in (OK, FAILED, NOT_APPLICABLE):
+        return f"unknown status {rec['status']!r}; valid: {OK}, {FAILED}, {NOT_APPLICABLE}"
+    for key, t in _OPTIONAL.items():
+        if rec.get(key) is not None and not _is(rec[key], t):
+            return f"{key!r} must be a {_type_name(t)}, not {type(rec[key]).__name__}"
+    if rec["status"] != OK:
+        return None
+    for key, t in _OK_TOP.items():
+        if not _is(rec.get(key), t):
+            return f"an ok record needs {key!r} as a {_type_name(t)}"
+    m = rec["metrics"]
+    for key in _OK_METRICS:
+        if not _is(m.get(key), _NUMBER):
+            return f"metrics.{key} must be a number, not {m.get(key)!r:.40}"
+    pci = m.get("per_class_iou", [])
+    if not isinstance(pci, list) or not all(v is None or _is(v, _NUMBER) for v in pci):
+        return "metrics.per_class_iou must be a list of numbers or nulls"
+    cost = rec.get("cost") or {}
+    if "total_s" in cost and not _is(cost["total_s"], _NUMBER):
+        return "cost.total_s must be a number"
+    return None
+
+
+def _load(path: Path, run_id: str | None = None) -> dict[str, Any] | None:
+    """The record at `path`, or None (with one line on stderr) if it cannot be used."""
     try:
-        return json.loads(path.read_text())
+        rec = json.loads(path.read_text())
     except FileNotFoundError:
         return None
-    except (json.JSONDecodeError, OSError) as e:
-        print(f"warning: ignoring unreadable record {path}: {e}", file=sys.stderr)
-        return None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        problem = f"unreadable ({e})"
+    else:
+        problem = record_problem(rec, run_id if run_id is not None else path.stem)
+        if problem is None:
+            return rec
+    print(f"warning: ignoring malformed record {path}: {problem}", file=sys.stderr)
+    return None
+
+
+def read_record(results: Path, run_id: str) -> dict[str, Any] | None:
+    """The record of `run_id`; None if absent or malformed (a malformed one is named on
+    stderr, and `run` treats it as not done)."""
+    return _load(record_path(results, run_id), run_id)
 
 
 def stale_reason(rec: dict[str, Any]) -> str | None:
@@ -54,18 +122,20 @@ def stale_reason(rec: dict[str, Any]) -> str | None:
     return config_stale_reason(rec.get("config") or {})
 
 
-def iter_records(results: Path, include_stale: bool = False) -> Iterator[dict[str, Any]]:
-    """Every readable record; records computed on an older version of their dataset are
-    left out (and counted on stderr) unless asked for, so no table mixes two datasets."""
+def iter_records(results: Path, include_stale: bool = False,
+                 malformed: list[Path] | None = None) -> Iterator[dict[str, Any]]:
+    """Every valid record; a malformed one is named on stderr, skipped and appended to
+    `malformed`. Records computed on an older version of their dataset are left out (and
+    counted on stderr) unless asked for, so no table mixes two datasets."""
     d = runs_dir(results)
     if not d.is_dir():
         return
     stale = 0
     for p in sorted(d.glob("*.json")):
-        try:
-            rec = json.loads(p.read_text())
-        except (json.JSONDecodeError, OSError) as e:
-            print(f"warning: ignoring unreadable record {p}: {e}", file=sys.stderr)
+        rec = _load(p)
+        if rec is None:
+            if malformed is not None and p.exists():
+                malformed.append(p)
             continue
         if not include_stale and stale_reason(rec):
             stale += 1

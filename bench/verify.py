@@ -44,10 +44,12 @@ def verify_record(rec: dict, results: Path, device_name: str = "cpu") -> list[st
     return problems
 
 
-def select_records(results: Path, runs: list[str] | None = None) -> list[dict]:
+def select_records(results: Path, runs: list[str] | None = None,
+                   malformed: list[Path] | None = None) -> list[dict]:
     """The ok records to verify: all of them, or those whose run id starts with one of
-    `runs` (a prefix that matches no ok run is an error, not an empty success)."""
-    recs = [r for r in iter_records(results) if r.get("status") == OK]
+    `runs` (a prefix that matches no ok run is an error, not an empty success). Records
+    failing the schema are named on stderr and appended to `malformed`."""
+    recs = [r for r in iter_records(results, malformed=malformed) if r.get("status") == OK]
     if not runs:
         return recs
     chosen = [r for r in recs if r["run_id"].startswith(tuple(runs))]
@@ -62,7 +64,11 @@ def select_records(results: Path, runs: list[str] | None = None) -> list[dict]:
 def verify_results(results: Path, device_name: str = "cpu",
                    runs: list[str] | None = None) -> dict[str, list[str]]:
     bad: dict[str, list[str]] = {}
-    recs = select_records(results, runs)
+    malformed: list[Path] = []
+    recs = select_records(results, runs, malformed)
+    for p in malformed:  # already named on stderr; a check that failed all the same
+        if not runs or p.stem.startswith(tuple(runs)):
+            bad[p.stem] = [f"malformed record {p}"]
     for rec in tqdm(recs, desc="verify", unit="run", disable=None):
         try:
             problems = verify_record(rec, results, device_name)
@@ -73,5 +79,8 @@ def verify_results(results: Path, device_name: str = "cpu",
             for p in problems:
                 print(f"FAIL {rec['run_id']} {rec['model']} {rec.get('label')}: {p}",
                       file=sys.stderr)
-    print(f"verified {len(recs) - len(bad)}/{len(recs)} runs", file=sys.stderr)
+    n_bad = sum(r["run_id"] in bad for r in recs)
+    print(f"verified {len(recs) - n_bad}/{len(recs)} runs"
+          + (f"; {len(bad) - n_bad} malformed record(s)" if len(bad) > n_bad else ""),
+          file=sys.stderr)
     return bad
