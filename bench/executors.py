@@ -18,8 +18,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from bench.locks import clean_orphan_temps
 from bench.records import FAILED, write_record
-from bench.runner import base_record, pending, resolve_device, run_grid, run_one, waves
+from bench.runner import base_record, pending, resolve_device, run_claimed, run_grid, waves
 from bench.spec import RunSpec, spec_from_dict
 
 EXECUTORS = ("local", "ray")
@@ -36,8 +37,9 @@ def _ray_task(spec_dict: dict, results: str, device: str, data_root: str | None,
     import torch
 
     torch.set_num_threads(threads or 1)
-    return run_one(spec_from_dict(spec_dict), results=Path(results),
-                   device=resolve_device(device), data_root=Path(data_root) if data_root else None)
+    return run_claimed(spec_from_dict(spec_dict), results=Path(results),
+                       device=resolve_device(device),
+                       data_root=Path(data_root) if data_root else None)
 
 
 def run_ray(specs: list[RunSpec], *, results: Path, device: str, data_root: Path | None,
@@ -58,6 +60,7 @@ def run_ray(specs: list[RunSpec], *, results: Path, device: str, data_root: Path
     task = ray.remote(num_cpus=threads or 1, num_gpus=gpus, max_retries=0)(_ray_task)
     results = Path(results).resolve()
     root = str(data_root.resolve()) if data_root else None
+    clean_orphan_temps(results)
     records = []
     for wave in waves(specs):
         todo, done = pending(wave, results)

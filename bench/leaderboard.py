@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,34 @@ def _speedup(rec: dict[str, Any], base: dict[str, Any]) -> float:
     return base["metrics"]["latency_ms"] / rec["metrics"]["latency_ms"]
 
 
+def _checkpoint(rec: dict[str, Any]) -> str | None:
+    return (rec.get("baseline") or {}).get("sha256")
+
+
+def paired_baseline(rec: dict[str, Any], by_id: dict[str, dict[str, Any]]
+                    ) -> dict[str, Any] | None:
+    """The baseline record `rec` is compared with: its `baseline_run_id`, and only if that
+    row measured the very checkpoint `rec` started from (both name its SHA-256). A cached
+    baseline retrained after its row was recorded gives other weights: no difference is
+    computed against a baseline the run did not start from (one line on stderr)."""
+    b = by_id.get(rec.get("baseline_run_id"))
+    if b is None:
+        return None
+    mine, theirs = _checkpoint(rec), _checkpoint(b)
+    if mine and theirs and mine != theirs:
+        print(f"warning: run {rec['run_id']} started from baseline checkpoint {mine[:12]}, "
+              f"but baseline run {b['run_id']} measured {theirs[:12]}: no ΔmIoU for it; "
+              f"re-run one of them", file=sys.stderr)
+        return None
+    return b
+
+
+def _same_machine_setting(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Latencies compare only at the same device and thread count."""
+    ea, eb = a.get("env") or {}, b.get("env") or {}
+    return all(ea.get(k) == eb.get(k) for k in ("device", "threads"))
+
+
 def _config_label(rec: dict[str, Any]) -> str:
     parts = []
     for st in rec["config"].get("stages", []):
@@ -88,10 +117,11 @@ def build_rows(results: Path, malformed: list[Path] | None = None
         miou, miou_sd = _mean_std([x["miou"] for x in m])
         deltas, speedups, class_deltas = [], [], []
         for r in recs:
-            b = by_id.get(r.get("baseline_run_id"))
+            b = paired_baseline(r, by_id)
             if b is not None:
                 deltas.append(r["metrics"]["miou"] - b["metrics"]["miou"])
-                speedups.append(_speedup(r, b))
+                if _same_machine_setting(r, b):
+                    speedups.append(_speedup(r, b))
                 class_deltas.append([
                     None if x is None or y is None else x - y
                     for x, y in zip(r["metrics"].get("per_class_iou", []),

@@ -4,6 +4,7 @@ record it finds."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,50 @@ FINAL_STATUSES = (OK, NOT_APPLICABLE)
 
 def is_final(rec: dict[str, Any] | None) -> bool:
     return rec is not None and rec.get("status") in FINAL_STATUSES
+
+
+def artifact_path(results: Path, rec: dict[str, Any]) -> Path:
+    path = Path(rec["artifact"])
+    return path if path.is_absolute() else Path(results) / path
+
+
+def artifact_problem(results: Path, rec: dict[str, Any]) -> str | None:
+    """Why an ok record's artifact is not the file it measured (missing, another size,
+    other bytes than its recorded SHA-256), or None."""
+    if not isinstance(rec.get("artifact"), str):
+        return "the record names no artifact"
+    path = artifact_path(results, rec)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return f"artifact {path} is missing"
+    if size != rec["metrics"]["size_bytes"]:
+        return f"artifact {path} is {size} B, the record measured {rec['metrics']['size_bytes']} B"
+    want = rec.get("artifact_sha256")
+    if want is not None and file_sha256(path) != want:
+        return f"artifact {path} does not hash to the recorded SHA-256"
+    return None
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def is_done(rec: dict[str, Any] | None, results: Path) -> bool:
+    """The resume rule: a final record, and for an ok one its artifact intact (a missing
+    or corrupt artifact is named on stderr and the run is done again)."""
+    if not is_final(rec):
+        return False
+    if rec["status"] == OK:
+        problem = artifact_problem(results, rec)
+        if problem:
+            print(f"warning: re-running {rec['run_id']}: {problem}", file=sys.stderr)
+            return False
+    return True
 
 
 def runs_dir(results: Path) -> Path:
@@ -44,7 +89,8 @@ _OK_TOP = {"metrics": dict}
 _OK_METRICS = ("miou", "pixel_acc", "params", "nonzero_params", "sparsity", "size_bytes",
                "compression_ratio", "madds", "effective_madds", "latency_ms", "latency_iqr_ms")
 _OPTIONAL = {"env": dict, "extras": dict, "cost": dict, "baseline": dict, "timings": dict,
-             "error": str, "label": str, "artifact": str, "baseline_run_id": str}
+             "error": str, "label": str, "artifact": str, "baseline_run_id": str,
+             "artifact_sha256": str}
 
 
 def _type_name(t) -> str:

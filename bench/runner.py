@@ -1,5 +1,6 @@
 """Runs a grid of run specs: baselines first, resume from finished records, a failure
-recorded with its reason while the grid goes on, every record written atomically."""
+recorded with its reason while the grid goes on, every record written atomically, each
+run under its file lock so two grids on one results directory never run it twice."""
 
 from __future__ import annotations
 
@@ -24,8 +25,17 @@ from bench.complexity import count_madds
 from bench.context import RunContext
 from bench.export import export_model, load_model, select_predictor, stage_problems
 from bench.latency import measure_latency
+from bench.locks import clean_orphan_temps, locked
 from bench.method import NotApplicable, stages_from_record
-from bench.records import FAILED, NOT_APPLICABLE, OK, is_final, read_record, write_record
+from bench.records import (
+    FAILED,
+    NOT_APPLICABLE,
+    OK,
+    file_sha256,
+    is_done,
+    read_record,
+    write_record,
+)
 from bench.spec import RunSpec
 
 
@@ -173,6 +183,7 @@ def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
         "cost": cost,
         "artifact": str(path.relative_to(ctx.results)) if path.is_relative_to(ctx.results)
         else str(path),
+        "artifact_sha256": file_sha256(path),  # resume and verify detect a changed file
         "baseline": {k: binfo.get(k) for k in ("run_id", "trained_now", "sha256")},
         "extras": ctx.extras,
     }
@@ -215,6 +226,19 @@ def run_one(spec: RunSpec, *, results: Path, device: torch.device,
     return record
 
 
+def run_claimed(spec: RunSpec, *, results: Path, device: torch.device,
+                data_root: Path | None = None) -> dict[str, Any]:
+    """`run_one` under the run's lock, unless another process finished the run while this
+    one waited for the lock (its record is returned, nothing runs twice)."""
+    with locked(results, "run", spec.run_id):
+        rec = read_record(results, spec.run_id)
+        if is_done(rec, results):
+            print(f"run {spec.run_id} ({spec.model} / {spec.label}) was finished by another "
+                  f"process; not run again", file=sys.stderr)
+            return rec
+        return run_one(spec, results=results, device=device, data_root=data_root)
+
+
 def required_baselines(specs: list[RunSpec]) -> list[RunSpec]:
     """The `none` specs of every baseline the grid uses, teachers included."""
     out: dict[str, RunSpec] = {}
@@ -239,12 +263,13 @@ def waves(specs: list[RunSpec]) -> list[list[RunSpec]]:
 
 
 def pending(specs: list[RunSpec], results: Path) -> tuple[list[RunSpec], list[dict[str, Any]]]:
-    """Split specs into those still to run and the records of those finished (ok, or not
-    applicable to their model); failed runs are run again."""
+    """Split specs into those still to run and the records of those finished (ok with its
+    artifact intact, or not applicable to their model); failed runs, malformed records and
+    ok runs whose artifact is missing or changed are run again."""
     todo, done = [], []
     for s in specs:
         rec = read_record(results, s.run_id)
-        if is_final(rec):
+        if is_done(rec, results):
             done.append(rec)
         else:
             todo.append(s)
@@ -257,6 +282,7 @@ def run_grid(specs: list[RunSpec], *, results: Path, device: torch.device,
     git_revision()  # pin the revision the grid starts from
     if threads:
         torch.set_num_threads(threads)
+    clean_orphan_temps(results)
     records = []
     for wave in waves(specs):
         todo, done = pending(wave, results)
@@ -264,5 +290,6 @@ def run_grid(specs: list[RunSpec], *, results: Path, device: torch.device,
         bar = tqdm(todo, desc="grid", unit="run", disable=None)
         for spec in bar:
             bar.set_postfix_str(f"{spec.model} {spec.label} seed={spec.seed}")
-            records.append(run_one(spec, results=results, device=device, data_root=data_root))
+            records.append(run_claimed(spec, results=results, device=device,
+                                       data_root=data_root))
     return records

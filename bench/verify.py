@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from bench.artifact import ArtifactError
 from bench.context import RunContext
 from bench.export import load_model, select_predictor, stage_problems
-from bench.records import OK, iter_records
+from bench.records import OK, artifact_problem, iter_records
 from bench.registry import UnknownNameError
 from bench.runner import resolve_device
 from bench.spec import spec_from_dict
@@ -29,10 +29,9 @@ def verify_record(rec: dict, results: Path, device_name: str = "cpu") -> list[st
     except ArtifactError as e:
         return [f"artifact does not load: {e}"]
     problems = []
-    if path.stat().st_size != rec["metrics"]["size_bytes"]:
-        problems.append(
-            f"size {path.stat().st_size} B != recorded {rec['metrics']['size_bytes']} B"
-        )
+    changed = artifact_problem(results, rec)  # another size, or other bytes than recorded
+    if changed:
+        problems.append(changed)
     problems += stage_problems(model, header, stages)
     device = resolve_device(device_name)
     ctx = RunContext(spec, device=device, results=results)

@@ -82,7 +82,7 @@ def dry_run(tables: list, opts: Options) -> None:
     from tabulate import tabulate
 
     from bench.method import stages_from_record
-    from bench.records import is_final, read_record
+    from bench.records import is_done, read_record
     from bench.tables import engine
     from bench.tables.estimate import estimate
 
@@ -100,7 +100,7 @@ def dry_run(tables: list, opts: Options) -> None:
     static_of = engine.static_of(opts)
     for run_id, (spec, ids) in needed.items():
         rec = read_record(opts.results, run_id)
-        if is_final(rec):
+        if is_done(rec, opts.results):
             continue
         try:
             e = estimate(spec, opts.results, engine.num_classes(opts), static_of,
