@@ -20,8 +20,10 @@ and CRC32s. The header is compressed because on small models it is a large share
 file (ENet's pruned artifacts: 133 KB of JSON, 11 KB compressed), and checksummed
 because stage metadata shapes the rebuilt model (a flipped hashing seed would otherwise
 load a different network). Plain safetensors files carry in their metadata a CRC32 of
-the tensor data section and one of the segbench metadata. No pickle anywhere; a truncated
-or corrupted file raises `ArtifactError`.
+the tensor data section, one of the segbench metadata and one of the tensor index (names,
+dtypes, shapes, offsets: swapping two same-shaped tensors fails; files written before the
+index CRC existed are read without it). No pickle anywhere; a truncated or corrupted file
+raises `ArtifactError`, and so does a header out of range (`bench.export.header_problem`).
 """
 
 from __future__ import annotations
@@ -216,7 +218,8 @@ def write_artifact(path: Path, header: dict[str, Any], tensors: dict[str, Encode
         body = memoryview(first)[8 + n :]
         head = json.loads(first[8 : 8 + n])
         head.setdefault("__metadata__", {})["segbench_crc32"] = json.dumps(
-            {"data": zlib.crc32(body), "header": _meta_crc(meta)}, sort_keys=True)
+            {"data": zlib.crc32(body), "header": _meta_crc(meta), "index": _index_crc(head)},
+            sort_keys=True)
         blob = json.dumps(head, separators=(",", ":")).encode()
         blob += b" " * (-len(blob) % 8)
 
@@ -330,10 +333,14 @@ def _read_safetensors(path: Path, data: bytes):
         n = struct.unpack_from("<Q", data)[0] if len(data) >= 8 else -1
         if n < 0 or 8 + n > len(data):
             raise ArtifactError(f"{path}: truncated safetensors file")
-        meta = json.loads(data[8 : 8 + n]).get("__metadata__", {})
+        head = json.loads(data[8 : 8 + n])
+        meta = head.get("__metadata__", {})
         crcs = json.loads(meta["segbench_crc32"])
         if _meta_crc(meta) != crcs.get("header"):
             raise ArtifactError(f"{path}: header checksum mismatch")
+        # files written before the index was checksummed have no "index" CRC: still read
+        if "index" in crcs and _index_crc(head) != crcs["index"]:
+            raise ArtifactError(f"{path}: checksum mismatch in the tensor index")
         if zlib.crc32(data[8 + n :]) != crcs.get("data"):
             raise ArtifactError(f"{path}: checksum mismatch in the tensor data")
         header = json.loads(meta["segbench"])
@@ -352,6 +359,16 @@ def _read_safetensors(path: Path, data: bytes):
 
 def _meta_crc(meta: dict[str, str]) -> int:
     return zlib.crc32((meta["segbench"] + meta.get("segbench_aliases", "")).encode())
+
+
+def _index_crc(head: dict[str, Any]) -> int:
+    """CRC32 of the safetensors header without our own checksum entry: every tensor's
+    name, dtype, shape and offsets, so two same-shaped tensors' offsets cannot be swapped
+    behind the data CRC (which covers the bytes, not which tensor they belong to)."""
+    index = {k: v for k, v in head.items() if k != "__metadata__"}
+    index["__metadata__"] = {k: v for k, v in head.get("__metadata__", {}).items()
+                             if k != "segbench_crc32"}
+    return zlib.crc32(json.dumps(index, sort_keys=True, separators=(",", ":")).encode())
 
 
 def state_bytes_dense(state: dict[str, torch.Tensor]) -> int:

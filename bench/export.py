@@ -15,7 +15,6 @@ from torch import nn
 
 from bench.artifact import ArtifactError, encode_state, read_artifact, write_artifact
 from bench.method import Stage, stages_from_record
-from bench.registry import UnknownNameError
 
 
 def export_model(model: nn.Module, path: Path, *, model_name: str, num_classes: int,
@@ -44,20 +43,52 @@ def load_model(path: Path) -> tuple[nn.Module, dict[str, Any], list[Stage]]:
 
     METHODS.names()  # import the plugins: they register the encodings and codecs
     header, state = read_artifact(path)
+    problem = header_problem(header)
+    if problem:
+        raise ArtifactError(f"{path}: {problem}")
     try:
         m = header["model"]
-        model = create_model(m["name"], num_classes=int(m["num_classes"]), **m.get("kwargs", {}))
+        model = create_model(m["name"], num_classes=m["num_classes"], **m.get("kwargs", {}))
         stages = stages_from_record(header.get("stages", []))
         for st, rec in zip(stages, header.get("stages", [])):
             model = st.method.rebuild(model, rec.get("meta", {}))
-    except (KeyError, TypeError, UnknownNameError) as e:
-        raise ArtifactError(f"{path}: header does not describe a buildable model ({e})") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # whatever the header makes a builder or a stage raise
+        raise ArtifactError(f"{path}: header does not describe a buildable model "
+                            f"({type(e).__name__}: {e})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise ArtifactError(f"{path}: state does not fit the rebuilt model: {e}") from None
     model.eval()
     return model, header, stages
+
+
+# the most classes a header may ask a model for: no dataset segbench knows has more than
+# a few hundred, and the classifier is allocated before the state is checked against it
+MAX_CLASSES = 1024
+
+
+def header_problem(header: dict[str, Any]) -> str | None:
+    """What in an artifact header's model and stage list is out of range, checked before
+    anything is built from it (the stages check their own metadata in `rebuild`)."""
+    m = header.get("model")
+    if not isinstance(m, dict):
+        return "header has no model object"
+    if not isinstance(m.get("name"), str):
+        return "header's model name is not a string"
+    n = m.get("num_classes")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CLASSES:
+        return f"header's num_classes {n!r:.40} is not an integer in 1..{MAX_CLASSES}"
+    if not isinstance(m.get("kwargs", {}), dict):
+        return "header's model kwargs are not an object"
+    stages = header.get("stages", [])
+    if not isinstance(stages, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("config", {}), dict)
+            and isinstance(s.get("meta", {}), dict) for s in stages):
+        return "header's stages are not a list of objects with config and meta objects"
+    return None
 
 
 def stage_problems(model: nn.Module, header: dict[str, Any], stages: list[Stage]) -> list[str]:

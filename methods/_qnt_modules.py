@@ -43,7 +43,15 @@ class ActSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> ActSpec | None:
-        return None if d is None else cls(int(d["bits"]), bool(d["signed"]))
+        return None if d is None else cls(checked_bits(d["bits"]), bool(d["signed"]))
+
+
+def checked_bits(bits: Any) -> int:
+    """A stored bit width, refused unless in 2..8 (what QuantConfig allows): `qrange`
+    computes 2**bits, so a crafted 10**12 would never finish."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
+        raise ValueError(f"bit width {bits!r:.40} is not an integer in 2..8")
+    return bits
 
 
 class _FakeQuant(torch.autograd.Function):
@@ -130,7 +138,8 @@ class LayerSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LayerSpec:
-        return cls(int(d["w_bits"]), bool(d["per_channel"]), ActSpec.from_dict(d.get("in_q")),
+        return cls(checked_bits(d["w_bits"]), bool(d["per_channel"]),
+                   ActSpec.from_dict(d.get("in_q")),
                    ActSpec.from_dict(d.get("out_q")))
 
 

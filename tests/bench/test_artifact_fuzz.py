@@ -219,3 +219,118 @@ def test_safetensors_metadata_flip_is_detected(tmp_path):
     flipped = bytearray(data)
     flipped[at] ^= 0x01  # "enet" -> "dnet": valid JSON, a different model
     assert _outcome(path, bytes(flipped), state) == "error"
+
+
+# -- crafted headers (valid checksums): every field checked before use ------------------
+
+def _qat_stage(**plan):
+    return {"method": "qat", "version": 1, "config": {},
+            "meta": {"plan": {"folds": [], "layers": {}, "acts": {}, "ties": {}, "feeds": {},
+                              **plan}}}
+
+
+CRAFTED = {
+    "model not an object": {"model": []},
+    "model name a number": {"model": {"name": 5, "num_classes": 9, "kwargs": {}}},
+    "num_classes text": {"model": {"name": "enet", "num_classes": "abc", "kwargs": {}}},
+    "num_classes negative": {"model": {"name": "enet", "num_classes": -3, "kwargs": {}}},
+    "num_classes huge": {"model": {"name": "enet", "num_classes": 10**12, "kwargs": {}}},
+    "num_classes bool": {"model": {"name": "enet", "num_classes": True, "kwargs": {}}},
+    "kwargs a list": {"model": {"name": "enet", "num_classes": 9, "kwargs": [1]}},
+    "kwargs unknown": {"model": {"name": "enet", "num_classes": 9, "kwargs": {"bogus": 1}}},
+    "kwargs bad value": {"model": {"name": "deeplabv3plus_mobilenet", "num_classes": 9,
+                                   "kwargs": {"output_stride": 7}}},
+    "stages not a list": {"stages": "qat"},
+    "stage not an object": {"stages": [5]},
+    "stage unknown method": {"stages": [{"method": "nope", "version": 1, "config": {}}]},
+    "stage config a list": {"stages": [{"method": "fp16", "version": 1, "config": []}]},
+    "stage config unknown field": {"stages": [{"method": "fp16", "version": 1,
+                                               "config": {"bogus": 1}}]},
+    "stage meta a list": {"stages": [{"method": "qat", "version": 1, "config": {},
+                                      "meta": []}]},
+    "qat plan missing": {"stages": [{"method": "qat", "version": 1, "config": {},
+                                     "meta": {}}]},
+    "qat act bits 10**12": {"stages": [_qat_stage(acts={"x": {"bits": 10**12,
+                                                              "signed": False}})]},
+    "qat act bits text": {"stages": [_qat_stage(acts={"x": {"bits": "8", "signed": False}})]},
+    "qat weight bits 10**12": {"stages": [_qat_stage(layers={"x": {
+        "w_bits": 10**12, "per_channel": True, "in_q": None, "out_q": None}})]},
+    "qat in_q bits 0": {"stages": [_qat_stage(layers={"x": {
+        "w_bits": 8, "per_channel": True, "in_q": {"bits": 0, "signed": True},
+        "out_q": None}})]},
+    "qat fold of no layer": {"stages": [_qat_stage(folds=[["nope", "nada"]])]},
+    "qat folds a number": {"stages": [_qat_stage(folds=5)]},
+}
+
+
+@pytest.fixture(scope="module")
+def enet_tensors():
+    from models import create_model
+
+    return encode_state(create_model("enet", num_classes=9).state_dict())
+
+
+@pytest.fixture
+def alarm():
+    """Fail, rather than hang, a load that runs away (e.g. computing 2**(10**12))."""
+    import signal
+
+    def boom(*_):
+        raise TimeoutError("load_model ran for over 20 s")
+
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+def test_a_crafted_header_raises_artifact_error(case, enet_tensors, tmp_path, alarm):
+    from bench.export import load_model
+
+    header = {"segbench_artifact": 1, "run_id": "x",
+              "model": {"name": "enet", "num_classes": 9, "kwargs": {}}, "stages": [],
+              **CRAFTED[case]}
+    path = write_artifact(tmp_path / "m", header, enet_tensors)
+    with pytest.raises(ArtifactError):
+        load_model(path)
+
+
+def _swap_offsets(data: bytes, a: str, b: str) -> bytes:
+    """The same file with tensors `a` and `b` pointing at each other's bytes (the JSON
+    header padded back to its length; no checksum touched)."""
+    n = struct.unpack_from("<Q", data)[0]
+    head = json.loads(data[8 : 8 + n])
+    head[a]["data_offsets"], head[b]["data_offsets"] = (head[b]["data_offsets"],
+                                                        head[a]["data_offsets"])
+    blob = json.dumps(head, separators=(",", ":")).encode()
+    assert len(blob) <= n
+    return data[:8] + blob + b" " * (n - len(blob)) + data[8 + n :]
+
+
+def test_safetensors_swapped_tensor_offsets_fail_to_load(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    state = {"a.weight": torch.randn(4, 4, generator=g), "b.weight": torch.randn(4, 4, generator=g)}
+    path = write_artifact(tmp_path / "m", {"model": {}}, encode_state(state))
+    assert path.suffix == ".safetensors"
+    swapped = _swap_offsets(path.read_bytes(), "a.weight", "b.weight")
+    assert _outcome(path, swapped, state) == "error"
+    with pytest.raises(ArtifactError, match="tensor index"):
+        read_artifact(path)
+
+
+def test_safetensors_without_the_index_crc_still_read(tmp_path):
+    """Artifacts written before the index CRC existed load as before."""
+    state = {"a.weight": torch.ones(3)}
+    path = write_artifact(tmp_path / "m", {"model": {}}, encode_state(state))
+    data = path.read_bytes()
+    n = struct.unpack_from("<Q", data)[0]
+    head = json.loads(data[8 : 8 + n])
+    crcs = json.loads(head["__metadata__"]["segbench_crc32"])
+    del crcs["index"]
+    head["__metadata__"]["segbench_crc32"] = json.dumps(crcs, sort_keys=True)
+    blob = json.dumps(head, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + data[8 + n :])
+    assert _outcome(path, path.read_bytes(), state) == "same"
