@@ -2,7 +2,8 @@
 
 We build on torchvision rather than re-implementing ResNet/VGG/MobileNetV2 so our
 backbones are bit-for-bit the ones everyone else benchmarks, and so `pretrained_backbone`
-can load torchvision's ImageNet checkpoints unchanged. Only two things are added: taking
+can load torchvision's ImageNet checkpoints unchanged (through `load_imagenet`: hash-checked,
+no pickle, never through torchvision's downloader). Only two things are added: taking
 intermediate feature maps (`IntermediateLayerGetter`) and trading the last strides for
 dilation (`output_stride`), which torchvision's ResNet supports natively and its
 MobileNetV2 does not, so for that one we patch the depthwise convolutions in place the way
@@ -17,7 +18,7 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers
 
-from models._common import imagenet_weights
+from models._common import load_imagenet
 
 _RESNETS = {
     18: (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1),
@@ -42,10 +43,9 @@ def resnet(
     flags = dilation_flags(output_stride)
     if depth < 50 and any(flags):
         raise ValueError("torchvision's BasicBlock ResNets do not support dilation")
-    net = builder(
-        weights=imagenet_weights(weights, pretrained),
-        replace_stride_with_dilation=flags if depth >= 50 else None,
-    )
+    net = builder(weights=None, replace_stride_with_dilation=flags if depth >= 50 else None)
+    if pretrained:
+        load_imagenet(net, weights)
     return IntermediateLayerGetter(net, return_layers or {"layer4": "out"})
 
 
@@ -65,10 +65,10 @@ def _vgg_features(batch_norm: bool) -> nn.Sequential:
 
 def vgg16_bn_features(pretrained: bool = False) -> nn.Sequential:
     """VGG-16 (with BatchNorm) convolutional part: 13 conv-BN-ReLU, 5 max-pools."""
-    if not pretrained:
-        return _vgg_features(batch_norm=True)
-    weights = imagenet_weights(tvm.VGG16_BN_Weights.IMAGENET1K_V1, True)
-    return tvm.vgg16_bn(weights=weights).features
+    features = _vgg_features(batch_norm=True)
+    if pretrained:
+        load_imagenet(features, tvm.VGG16_BN_Weights.IMAGENET1K_V1, prefix="features.")
+    return features
 
 
 def vgg16(pretrained: bool = False) -> tuple[nn.Sequential, nn.Sequential | None]:
@@ -79,7 +79,8 @@ def vgg16(pretrained: bool = False) -> tuple[nn.Sequential, nn.Sequential | None
     """
     if not pretrained:
         return _vgg_features(batch_norm=False), None
-    net = tvm.vgg16(weights=imagenet_weights(tvm.VGG16_Weights.IMAGENET1K_V1, True))
+    net = tvm.vgg16(weights=None)
+    load_imagenet(net, tvm.VGG16_Weights.IMAGENET1K_V1)
     return net.features, net.classifier
 
 
@@ -117,7 +118,8 @@ def mobilenet_v2(
     DeepLabV3+ reference's split. Block i ends stride 2/4/8/16/32 at i = 1/3/6/13/17.
     """
     dilation_flags(output_stride)  # validates
-    w = imagenet_weights(tvm.MobileNet_V2_Weights.IMAGENET1K_V1, pretrained)
-    features = tvm.mobilenet_v2(weights=w).features
+    features = tvm.mobilenet_v2(weights=None).features
+    if pretrained:
+        load_imagenet(features, tvm.MobileNet_V2_Weights.IMAGENET1K_V1, prefix="features.")
     _dilate_mobilenet_v2(features, output_stride)
     return IntermediateLayerGetter(features, return_layers or {"3": "low_level", "17": "out"})

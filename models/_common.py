@@ -8,14 +8,20 @@ Two jobs only:
   by it, so we zero-pad bottom/right to the next multiple and crop the logits back. This is
   cheaper and more faithful than resizing the input, and it leaves the original pixels at
   their original positions.
-* `imagenet_weights`: `pretrained_backbone=True` must never download (the benchmark runs
-  offline and must be reproducible), so we only accept a torchvision weights file that is
-  already in the torch hub cache and otherwise fail with a message saying where to put it.
+* `load_imagenet`: `pretrained_backbone=True` must never download (the benchmark runs
+  offline and must be reproducible) and never unpickle (a weights file is data, and
+  torchvision's own loader unpickles with `weights_only=False`: a planted file would run
+  code). So we build the network without weights and load torchvision's file ourselves,
+  from `$SEGBENCH_WEIGHTS_DIR` or the torch hub cache, only if its SHA-256 starts with the
+  hash prefix torchvision publishes in the file name, with `torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
+import re
 from typing import Any
 from urllib.parse import urlparse
 
@@ -46,28 +52,76 @@ class PadCrop(nn.Module):
         return self.net(x)[..., :h, :w]
 
 
+WEIGHTS_DIR_ENV = "SEGBENCH_WEIGHTS_DIR"
+
+
+def _file_name(weights: Any) -> str:
+    return os.path.basename(urlparse(weights.url).path)
+
+
 def _checkpoint_path(weights: Any) -> str:
-    name = os.path.basename(urlparse(weights.url).path)
-    return os.path.join(torch.hub.get_dir(), "checkpoints", name)
+    """Where the weights file is looked for: `$SEGBENCH_WEIGHTS_DIR` first, then the torch
+    hub cache (`torch.hub.get_dir()/checkpoints`, where torchvision downloads to)."""
+    name = _file_name(weights)
+    hub = os.path.join(torch.hub.get_dir(), "checkpoints", name)
+    own = os.environ.get(WEIGHTS_DIR_ENV)
+    if own and os.path.isfile(os.path.join(own, name)):
+        return os.path.join(own, name)
+    return hub
 
 
-def imagenet_weights(weights: Any, pretrained: bool) -> Any:
-    """Return the torchvision weights enum `weights` if wanted and cached locally, else None.
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
-    Raises RuntimeError (naming the file and the directory) if `pretrained` is set but the
-    file is not in the torch hub cache: torchvision would otherwise download it silently.
-    """
-    if not pretrained:
-        return None
+
+def imagenet_state_dict(weights: Any) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet state dict for `weights` (a torchvision weights enum, or
+    anything with its `.url`), read from local disk only after its SHA-256 matched the
+    prefix in the file name, and without unpickling objects. Raises RuntimeError naming
+    the file otherwise."""
     path = _checkpoint_path(weights)
+    name = os.path.basename(path)
     if not os.path.isfile(path):
         raise RuntimeError(
-            f"pretrained_backbone=True needs the ImageNet weights {weights} "
-            f"({os.path.basename(path)}), which are not in the local torch hub cache. "
-            f"Downloads are disabled: fetch {weights.url} on a machine with network access "
-            f"and copy it to {path} (or set TORCH_HOME), or pass pretrained_backbone=False."
+            f"pretrained_backbone=True needs the ImageNet weights {weights} ({name}), which "
+            f"are not in ${WEIGHTS_DIR_ENV} nor in the local torch hub cache "
+            f"({os.path.dirname(path)}). Downloads are disabled: fetch {weights.url} on a "
+            f"machine with network access and put it in a directory named by "
+            f"${WEIGHTS_DIR_ENV}, or pass pretrained_backbone=False."
         )
-    return weights
+    m = re.search(r"-([0-9a-f]{8,64})\.pth$", name)
+    if m is None:
+        raise RuntimeError(f"{path}: the file name carries no torchvision hash prefix "
+                           f"(<name>-<sha256 prefix>.pth); refusing to load it")
+    if not _sha256(path).startswith(m.group(1)):
+        raise RuntimeError(f"{path}: its SHA-256 does not start with {m.group(1)}, the hash "
+                           f"torchvision publishes for it: a damaged or substituted file, "
+                           f"refused; fetch {weights.url} again")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise RuntimeError(f"{path}: not a plain tensor checkpoint, refused "
+                           f"(weights_only load: {str(e).splitlines()[0]})") from None
+
+
+def load_imagenet(module: nn.Module, weights: Any, prefix: str = "") -> None:
+    """Load `weights` (see `imagenet_state_dict`) into `module`, which holds the keys that
+    start with `prefix` in torchvision's model (e.g. `features.` for a VGG's features).
+    Every tensor of `module` must come from the file; extra file entries (a classifier
+    the module dropped) are ignored."""
+    state = {k[len(prefix):]: v for k, v in imagenet_state_dict(weights).items()
+             if k.startswith(prefix)}
+    own = module.state_dict()
+    # older torchvision files predate BatchNorm's step counter, which load_state_dict adds
+    missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
+    if missing:
+        raise RuntimeError(f"{_file_name(weights)} lacks {len(missing)} tensor(s) of the "
+                           f"backbone, e.g. {missing[0]!r}")
+    module.load_state_dict({k: state[k] for k in own if k in state}, strict=True)
 
 
 def init_weights(module: nn.Module) -> None:

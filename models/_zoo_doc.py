@@ -76,9 +76,13 @@ NOTES = """\
   ResNet-18 encoder is unchanged, so it dominates the parameter count. Their "year" is that
   of the architecture they are built from; no figure is published for either.
 
-All backbones can start from ImageNet (`pretrained_backbone=True`) only if torchvision's
-weight file is already in the torch hub cache (`torch.hub.get_dir()/checkpoints/`); otherwise
-the builder raises a `RuntimeError` naming the file and the directory. Nothing is downloaded.
+All backbones can start from ImageNet (`pretrained_backbone=True`) from torchvision's weight
+file (e.g. `resnet18-f37072fd.pth`, fetched from its torchvision URL on a machine with
+network access) placed in the directory `$SEGBENCH_WEIGHTS_DIR` names, or already in the
+torch hub cache (`torch.hub.get_dir()/checkpoints/`, where torchvision downloads to). Nothing
+is downloaded and nothing is unpickled: the file loads only if its SHA-256 starts with the
+hash prefix in its name, with `torch.load(weights_only=True)`; otherwise the builder raises a
+`RuntimeError` naming the file and the directory.
 
 ## DeepLabV3+ head variants
 

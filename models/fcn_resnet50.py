@@ -18,7 +18,7 @@ from torch import nn
 from torchvision.models import ResNet50_Weights
 from torchvision.models.segmentation import fcn_resnet50 as tv_fcn_resnet50
 
-from models._common import imagenet_weights
+from models._common import load_imagenet
 from models._tv_wrap import OutOnly
 from models.registry import register_model
 
@@ -38,9 +38,8 @@ from models.registry import register_model
 def fcn_resnet50(
     num_classes: int, aux_loss: bool = True, pretrained_backbone: bool = False
 ) -> nn.Module:
-    weights = imagenet_weights(ResNet50_Weights.IMAGENET1K_V1, pretrained_backbone)
-    return OutOnly(
-        tv_fcn_resnet50(
-            weights=None, weights_backbone=weights, num_classes=num_classes, aux_loss=aux_loss
-        )
-    )
+    net = tv_fcn_resnet50(weights=None, weights_backbone=None, num_classes=num_classes,
+                          aux_loss=aux_loss)
+    if pretrained_backbone:
+        load_imagenet(net.backbone, ResNet50_Weights.IMAGENET1K_V1)
+    return OutOnly(net)

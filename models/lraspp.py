@@ -13,7 +13,7 @@ from torch import nn
 from torchvision.models import MobileNet_V3_Large_Weights
 from torchvision.models.segmentation import lraspp_mobilenet_v3_large
 
-from models._common import imagenet_weights
+from models._common import load_imagenet
 from models._tv_wrap import OutOnly
 from models.registry import register_model
 
@@ -31,7 +31,7 @@ from models.registry import register_model
     "num_params 3,221,538; _ops 2.086 GFLOPs at 520x520",
 )
 def lraspp_mobilenetv3(num_classes: int, pretrained_backbone: bool = False) -> nn.Module:
-    weights = imagenet_weights(MobileNet_V3_Large_Weights.IMAGENET1K_V1, pretrained_backbone)
-    return OutOnly(
-        lraspp_mobilenet_v3_large(weights=None, weights_backbone=weights, num_classes=num_classes)
-    )
+    net = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes)
+    if pretrained_backbone:
+        load_imagenet(net.backbone, MobileNet_V3_Large_Weights.IMAGENET1K_V1, prefix="features.")
+    return OutOnly(net)
