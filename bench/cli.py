@@ -229,7 +229,8 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--budget", default="quick", help="smoke | quick | full")
     r.add_argument("--seeds", type=int, default=1, help="run seeds 0..N-1")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    r.add_argument("--threads", type=int, default=None, help="torch CPU threads (recorded)")
+    r.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads, >= 1 (recorded in env, not part of the run id)")
     r.add_argument("--executor", default="local", help="local | ray (RAY_ADDRESS to join)")
     r.add_argument("--results", default=str(DEFAULT_RESULTS))
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -300,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "budget", None) is not None and args.budget not in BUDGETS:
         print(f"segbench: error: unknown budget {args.budget!r}; valid choices: "
               f"{', '.join(BUDGETS.names())}", file=sys.stderr)
+        return 2
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:  # 0 would be silently ignored, -1 an error later
+        print(f"segbench: error: --threads must be an integer >= 1, got {threads}",
+              file=sys.stderr)
         return 2
     try:
         return args.fn(args)

@@ -23,10 +23,18 @@ from bench.spec import stable_hash
 
 
 def _group_key(rec: dict[str, Any]) -> str:
+    """Seeds of one configuration, measured in one setting: a run id does not name the
+    device or the thread count (docs/reliability.md), but both change the figures, so runs
+    that differ in them are never averaged into one row."""
     ident = dict(rec["config"])
     ident.pop("seed", None)
     ident.pop("label", None)
-    return stable_hash(ident)
+    return stable_hash([ident, _setting(rec)])
+
+
+def _setting(rec: dict[str, Any]) -> tuple[Any, Any]:
+    env = rec.get("env") or {}
+    return env.get("device"), env.get("threads")
 
 
 def _mean_std(xs: list[float]) -> tuple[float, float]:
@@ -161,11 +169,31 @@ def build_rows(results: Path, malformed: list[Path] | None = None
             "cost_device_hours": statistics.fmean(costs) / 3600 if costs else None,
             "per_class_delta": _mean_lists(class_deltas),
             "run_ids": " ".join(sorted(r["run_id"] for r in recs)),
+            "device": _setting(r0)[0],
+            "threads": _setting(r0)[1],
             **distill,
         })
+    _name_split_settings(rows)
     rows.sort(key=lambda r: (r["dataset"], r["budget"], r["model"], r["method"] != "none",
                              r["method"], -r["size_bytes"]))
     return rows, failed
+
+
+def _name_split_settings(rows: list[dict[str, Any]]) -> None:
+    """Where one configuration has rows from several devices or thread counts, say which
+    is which in its config cell (and once on stderr)."""
+    by_config: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_config[(r["dataset"], r["budget"], r["model"], r["method"], r["config"])].append(r)
+    for key, rs in by_config.items():
+        if len(rs) < 2:
+            continue
+        print(f"warning: {key[2]} / {key[3]} ({key[0]}, {key[1]}) has runs on "
+              f"{len(rs)} device/thread settings; shown as separate rows, never averaged",
+              file=sys.stderr)
+        for r in rs:
+            r["config"] = "; ".join(x for x in (r["config"], f"{r['device']}, "
+                                                f"{r['threads']} threads") if x)
 
 
 def _distill_columns(recs: list[dict[str, Any]], by_id: dict[str, dict[str, Any]]

@@ -2,8 +2,10 @@
 
 A run id is a hash of everything that determines the result (model and its kwargs,
 method stages with their configs and plugin versions, dataset, resolved budget, training
-config, seed, package version) and of nothing else: not the device, not the git revision
-(recorded in `env`), so an unrelated commit does not invalidate finished runs.
+config, seed, package version) and of nothing else: not the device, not the thread count,
+not the git revision (all recorded in `env`), so an unrelated commit does not invalidate
+finished runs. Device and thread count do change the figures in the last digits, so the
+leaderboard never averages runs measured in different settings (docs/reliability.md).
 """
 
 from __future__ import annotations

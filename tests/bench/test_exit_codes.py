@@ -54,3 +54,12 @@ def test_every_help_states_the_exit_status_contract(command, capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "exit status:" in out and "2  usage error" in out and "not applicable" in out
+
+
+@pytest.mark.parametrize("command", ["run", "tables"])
+@pytest.mark.parametrize("threads", ["0", "-1"])
+def test_threads_below_1_is_a_usage_error(command, threads, tmp_path, capsys):
+    assert main([command, "--threads", threads, "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"segbench: error: --threads must be an integer >= 1, got {threads}"
+    assert not (tmp_path / "runs").exists()

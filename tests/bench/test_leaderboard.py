@@ -160,3 +160,15 @@ def test_distilled_students_are_shown_beside_their_undistilled_twin(tmp_path):
     students = [line.split("|")[2].strip() for line in section.splitlines()
                 if line.startswith("| enet")]
     assert students == ["cheapconv+at", "kd"]  # undistilled rows stay in the main table
+
+
+def test_runs_at_different_thread_counts_are_never_averaged(tmp_path, capsys):
+    """The run id does not name the thread count; the leaderboard keeps such runs apart."""
+    for seed, threads in ((0, 1), (1, 2), (2, 2)):
+        r = _rec(f"b{seed}", "none", seed, 0.8 + seed / 100, 2.0, f"b{seed}")
+        r["env"] = {"device": "cpu", "threads": threads}
+        write_record(tmp_path, r)
+    rows, _ = build_rows(tmp_path)
+    assert sorted((r["threads"], r["seeds"]) for r in rows) == [(1, 1), (2, 2)]
+    assert {r["config"] for r in rows} == {"cpu, 1 threads", "cpu, 2 threads"}
+    assert "never averaged" in capsys.readouterr().err
