@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench import validate
 from bench.budgets import BUDGETS, get_budget
 from bench.layout import USER_RESULTS, ProtectedResultsError, guard_write
 from bench.registry import UnknownNameError
@@ -58,6 +59,13 @@ def split_sets(sets: dict[str, Any]) -> tuple[dict, dict, dict, dict]:
     return train, model, budget, method
 
 
+def _refuse(*problems: str | None) -> None:
+    """The first problem found by `bench.validate`, as a usage error."""
+    for p in problems:
+        if p:
+            raise UsageError(p)
+
+
 def build_specs(args) -> list:
     import dataclasses
 
@@ -76,13 +84,17 @@ def build_specs(args) -> list:
                                f"{', '.join(sorted(valid_train))}")
     train = TrainConfig(**train_o)
     train.validate()
+    _refuse(validate.budget_problem(budget), validate.train_problem(train))
     names = [m.strip() for m in (args.model or "").split(",") if m.strip()]
     names = names or cpu_default_models()
     for n in names:
         MODELS.get(n)
+    _refuse(*(validate.model_kwargs_problem(n, model_o, DATASETS.get(args.dataset).num_classes)
+              for n in names))
     if args.seeds < 1:
         raise UsageError("--seeds must be >= 1")
     variants = expand_methods(args.method, method_o)
+    _refuse(*(validate.duplicate_stage_problem(v.spec, v.resolved()) for v in variants))
     specs = []
     for model in names:
         for v in variants:
@@ -168,7 +180,12 @@ def cmd_zoo(args) -> int:
 
     from models.describe import describe_models
 
-    h, w = (int(x) for x in args.size.lower().split("x"))
+    try:
+        h, w = validate.parse_size(args.size)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if args.num_classes < 1:
+        raise UsageError(f"--num-classes must be >= 1, got {args.num_classes}")
     names = [n.strip() for n in args.model.split(",")] if args.model else None
     rows = describe_models(names, (h, w), num_classes=args.num_classes)
     cols = ["name", "paper", "year", "params", "published_params", "madds_g", "output_stride"]
@@ -302,6 +319,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"segbench: error: unknown budget {args.budget!r}; valid choices: "
               f"{', '.join(BUDGETS.names())}", file=sys.stderr)
         return 2
+    if args.command in ("run", "tables", "leaderboard", "plots"):  # they write results
+        problem = validate.results_problem(Path(args.results))
+        if problem:
+            print(f"segbench: error: {problem}", file=sys.stderr)
+            return 2
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:  # 0 would be silently ignored, -1 an error later
         print(f"segbench: error: --threads must be an integer >= 1, got {threads}",

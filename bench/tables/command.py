@@ -44,13 +44,20 @@ def options_from_args(args) -> Options:
     DATASETS.get(opts.dataset)
     if opts.real_dataset:
         DATASETS.get(opts.real_dataset)
-    get_budget(opts.budget, opts.budget_sets)  # unknown budget fields fail here, by name
+    from bench import validate
+
+    # unknown budget fields fail here, by name; out-of-range values too
+    problem = validate.budget_problem(get_budget(opts.budget, opts.budget_sets))
     valid_train = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = sorted(set(opts.train_sets) - valid_train)
     if bad:
         raise UnknownNameError(f"unknown train setting(s) {', '.join(bad)}; valid: "
                                f"{', '.join(sorted(valid_train))}")
-    TrainConfig(**opts.train_sets).validate()
+    train = TrainConfig(**opts.train_sets)
+    train.validate()
+    problem = problem or validate.train_problem(train)
+    if problem:
+        raise UsageError(problem)
     try:
         opts.device = resolve_device(args.device)
     except (RuntimeError, ValueError) as e:
