@@ -56,10 +56,11 @@ def test_two_racing_grids_train_each_baseline_once_and_pair_rows(tmp_path):
     results, log = tmp_path / "results", tmp_path / "race.log"
     script = tmp_path / "racer.py"
     script.write_text(RACER)
-    env = dict(os.environ, RACE_LOG=str(log), PYTHONPATH=str(Path.cwd()))
+    root = Path(__file__).resolve().parents[2]  # this checkout's code, in both processes
+    env = dict(os.environ, RACE_LOG=str(log), PYTHONPATH=str(root))
     cmd = [sys.executable, str(script), "run", "--method", "none,fp16,kmeans", "--model",
            "enet", *TINY, "--device", "cpu", "--results", str(results)]
-    procs = [subprocess.Popen([*cmd, "--threads", t], env=env, cwd=Path.cwd(),
+    procs = [subprocess.Popen([*cmd, "--threads", t], env=env, cwd=root,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for t in ("1", "2")]
     outs = [p.communicate(timeout=300) for p in procs]
