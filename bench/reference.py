@@ -19,8 +19,9 @@ from bench.records import OK, iter_records
 
 def leaderboard_problems(ref: Path) -> list[str]:
     """Differences between the committed leaderboard files and what the records produce."""
-    expected = render_leaderboard(ref)
-    problems = []
+    malformed: list[Path] = []
+    expected = render_leaderboard(ref, malformed)
+    problems = [f"{p.relative_to(ref).as_posix()}: malformed record" for p in malformed]
     for rel, text in sorted(expected.items()):
         path = ref / rel
         if not path.is_file():

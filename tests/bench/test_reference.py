@@ -106,6 +106,13 @@ def test_verify_reference_catches_a_tampered_record(reference, tmp_path, monkeyp
     assert "differs" in capsys.readouterr().err
 
 
+def test_verify_reference_names_a_malformed_record(reference, tmp_path, monkeypatch, capsys):
+    repo = _clone(reference, tmp_path, monkeypatch)
+    (repo / REF / "runs" / "junk.json").write_text("[]")
+    assert main(["verify", "--reference"]) == 1
+    assert "runs/junk.json: malformed record" in capsys.readouterr().err
+
+
 def test_verify_reference_reevaluates_present_artifacts(reference, tmp_path, monkeypatch,
                                                         capsys):
     """A record tampered consistently with its leaderboard is still caught by its artifact."""
