@@ -5,8 +5,8 @@ A lock is an OS file lock (`filelock`, `flock` underneath): the kernel drops it 
 holder dies, even by `kill -9`, so a crashed grid never blocks the next one. Locks live in
 `<results>/cache/locks/`. Order, so no two processes can wait on each other: a run's lock
 is taken before the baseline locks it needs, and no run lock is taken under a baseline
-lock. On a network filesystem whose `flock` is not shared between hosts, run one grid per
-results directory.
+lock. The locks reach as far as the filesystem's `flock`: one host, or every node on NFS
+(or Lustre mounted with `-o flock`).
 """
 
 from __future__ import annotations
