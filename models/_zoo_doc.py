@@ -70,6 +70,12 @@ NOTES = """\
   before the block, so its 1x1 expansion runs on the padded map, and the stem conv is
   unpadded (same weights as torchvision's, more MAdds, as the report counts them). The
   table sets our MAdds beside the reference README's FLOPs.
+* **`segformer_b0`** - SegFormer-B0: Mix Transformer MiT-B0 encoder (overlapping patch
+  embeddings, efficient self-attention with spatial reduction 8/4/2/1, Mix-FFN with a
+  depthwise 3x3 conv) and the all-MLP decoder (256 channels), as the paper and NVlabs'
+  code define them; trained from scratch (no local MiT checkpoint). Attention projections
+  are `nn.Linear`; the attention matmuls themselves are free under our MAdd convention,
+  which is why its published GFLOPs (which add them) sit above our MAdds.
 * **`mobileseg`** and **`fastlinknet`** are *our definitions*: the smartphone-segmentation
   thesis names them without specifying them. `mobileseg` = torchvision MobileNetV2 encoder
   (without its 1x1-to-1280 layer) + LinkNet's additive decoder (320 -> 96 -> 32 -> 24
