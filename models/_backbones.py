@@ -12,6 +12,8 @@ the DeepLabV3+ reference implementation (VainF/DeepLabV3Plus-Pytorch) builds it.
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision import models as tvm
 from torchvision.models._utils import IntermediateLayerGetter
@@ -109,17 +111,58 @@ def _dilate_mobilenet_v2(features: nn.Sequential, output_stride: int) -> None:
         conv.padding = (dilation, dilation)
 
 
+class FixedPaddingBlock(nn.Module):
+    """A torchvision inverted-residual block run the DeepLabV3+ reference's way: the input
+    is zero-padded by the depthwise conv's dilation *before* the block, so the 1x1 expansion
+    also runs on the padded map (and pads with ReLU6(BN(0)), not zeros), and the depthwise
+    conv itself pads nothing. Same weights, same output size; about 15 % more backbone
+    MAdds at OS 16, which is what the DeepLabV3+ compression report counted."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.conv = block.conv
+        self.use_res_connect = block.use_res_connect
+        self.out_channels = block.out_channels
+        depthwise = _depthwise(block)
+        self.pad = depthwise.dilation[0]
+        depthwise.padding = (0, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(F.pad(x, (self.pad,) * 4))
+        return x + y if self.use_res_connect else y
+
+
+def _depthwise(block: nn.Module) -> nn.Conv2d:
+    return next(m for m in block.modules() if isinstance(m, nn.Conv2d) and m.kernel_size[0] == 3)
+
+
+def _reference_padding(features: nn.Sequential) -> None:
+    """VainF/DeepLabV3Plus-Pytorch's MobileNetV2 (network/backbone/mobilenetv2.py): an
+    unpadded stem conv and `FixedPaddingBlock` inverted residuals."""
+    features[0][0].padding = (0, 0)
+    for i in range(1, len(features)):
+        if any(isinstance(m, nn.Conv2d) and m.kernel_size[0] == 3 for m in features[i].modules()):
+            features[i] = FixedPaddingBlock(features[i])
+
+
 def mobilenet_v2(
-    pretrained: bool = False, output_stride: int = 32, return_layers=None
+    pretrained: bool = False,
+    output_stride: int = 32,
+    return_layers=None,
+    reference_padding: bool = False,
 ) -> nn.Module:
     """MobileNetV2 `features` up to block 17 (no final 1x1-to-1280) as a dict extractor.
 
     The default returns stride-4 'low_level' (24 ch, after block 3) and 'out' (320 ch), the
     DeepLabV3+ reference's split. Block i ends stride 2/4/8/16/32 at i = 1/3/6/13/17.
+    `reference_padding` builds the DeepLabV3+ reference's padding (`_reference_padding`);
+    the weights, and so the ImageNet checkpoint, are unchanged.
     """
     dilation_flags(output_stride)  # validates
     features = tvm.mobilenet_v2(weights=None).features
     if pretrained:
         load_imagenet(features, tvm.MobileNet_V2_Weights.IMAGENET1K_V1, prefix="features.")
     _dilate_mobilenet_v2(features, output_stride)
+    if reference_padding:
+        _reference_padding(features)
     return IntermediateLayerGetter(features, return_layers or {"3": "low_level", "17": "out"})

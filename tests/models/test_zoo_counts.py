@@ -22,7 +22,8 @@ TORCHVISION_META = {
     "lraspp_mobilenetv3": LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1.meta,
 }
 # relative tolerance on published parameter counts, which papers round (0.37 M, 11.5 M, 134 M)
-TOLERANCE = {"enet": 0.05}
+TOLERANCE = {"enet": 0.05, "segformer_b0": 0.03, "bisenetv2": 0.03, "stdc1": 0.03,
+             "pp_liteseg_t": 0.03}  # the real-time models: issue 21 asks 3 %
 
 
 def _params(name: str, num_classes: int) -> int:

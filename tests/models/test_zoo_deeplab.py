@@ -10,7 +10,7 @@ from torch import nn
 
 from bench.complexity import count_madds
 from models import create_model
-from models.aspp import ASPP_KINDS
+from models.aspp import ASPP_KINDS, shared_convs
 
 MOBILE, RESNET = "deeplabv3plus_mobilenetv2", "deeplabv3plus_resnet50"
 SIZE = (1, 3, 64, 64)
@@ -74,11 +74,14 @@ def test_ksac_saves_exactly_the_shared_kernels(kind):
     torch.manual_seed(0)
     model = create_model(MOBILE, num_classes=5, aspp=kind, ksac=True)
     branches = list(model.head.aspp.convs)[1:-1]  # the atrous branches
-    per_branch = [_kernels3x3(b) for b in branches]
+    per_branch = [shared_convs(b) for b in branches]
     assert len({len(k) for k in per_branch}) == 1 and per_branch[0]
     for layer in zip(*per_branch):
         assert len({id(conv.weight) for conv in layer}) == 1  # one kernel per layer...
-        assert len({conv.dilation for conv in layer}) == len(branches)  # ...at every rate
+    atrous = [[m for m in _kernels3x3(b)] for b in branches]
+    assert len({conv.dilation for conv in next(zip(*atrous))}) == len(branches)  # ...3 rates
+    later = [k[1:] for k in atrous]  # CASPP's later bottlenecks stay per branch
+    assert all(len({id(c.weight) for c in layer}) == len(branches) for layer in zip(*later))
     shared = sum(conv.weight.numel() for conv in per_branch[0])
     p0, m0 = _count(MOBILE, aspp=kind)
     p, m = _count(MOBILE, aspp=kind, ksac=True)
@@ -104,8 +107,10 @@ def test_caspp_branch_widths(n):
     outs = [m.num_features for m in branch if isinstance(m, nn.BatchNorm2d)]
     assert outs == {1: [256], 2: [512, 256], 3: [1024, 512, 256], 4: [1024, 512, 256, 256]}[n]
     assert len(_kernels3x3(branch)) == n
-    # CASPP compresses only the ASPP; the decoder keeps its plain 3x3 convolution
-    assert isinstance(model.head.classifier[0], nn.Conv2d)
+    assert all(c.groups == c.in_channels for c in _kernels3x3(branch))  # depthwise 3x3s
+    # the decoder's 3x3 is BTN's bottleneck, so CASPP-1 is BTN (the report's costs say so)
+    btn = create_model(MOBILE, num_classes=5, aspp="btn")
+    assert str(model.head.classifier[0]) == str(btn.head.classifier[0])
 
 
 def test_ds_also_separates_the_decoder():
@@ -127,3 +132,21 @@ def test_bad_options_raise():
         create_model(MOBILE, num_classes=3, aspp="nope")
     with pytest.raises(ValueError, match="output_stride"):
         create_model(MOBILE, num_classes=3, output_stride=4)
+
+
+def test_mobilenet_runs_with_the_reference_padding():
+    """The reference pads each block's input, so the 1x1 expansion sees the padded map;
+    the weights (names and shapes) stay torchvision's, so its checkpoint still loads."""
+    from torchvision.models import mobilenet_v2
+
+    backbone = create_model(MOBILE, num_classes=5).backbone
+    tv = mobilenet_v2().features[:18].state_dict()
+    ours = backbone.state_dict()
+    assert list(ours) == list(tv) and all(ours[k].shape == tv[k].shape for k in tv)
+    seen = []
+    expand = backbone["4"].conv[0][0]  # first block of stage 4 (32 ch)
+    expand.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape[-2:])))
+    with torch.no_grad():
+        backbone(torch.zeros(1, 3, 64, 64))
+    assert seen == [(16 + 2, 16 + 2)]  # the stride-4 map, padded by the dilation (1)
+    assert backbone["0"][0].padding == (0, 0)  # the reference's unpadded stem
