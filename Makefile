@@ -14,6 +14,7 @@ DEVICE ?= auto
 EXECUTOR ?= local
 RESULTS ?= results
 ARGS ?=
+DRY_RUN ?=
 
 .PHONY: bench leaderboard verify tables plots readme test perf lint clean
 
@@ -26,7 +27,7 @@ $(STAMP): pyproject.toml
 bench: $(STAMP)
 	$(BIN)/python -m bench run --method "$(METHOD)" $(if $(MODELS),--model "$(MODELS)") \
 		--dataset "$(DATASET)" --budget "$(BUDGET)" --seeds "$(SEEDS)" --device "$(DEVICE)" \
-		--executor "$(EXECUTOR)" --results "$(RESULTS)" $(ARGS)
+		--executor "$(EXECUTOR)" --results "$(RESULTS)" $(if $(DRY_RUN),--dry-run) $(ARGS)
 
 leaderboard: $(STAMP)
 	$(BIN)/python -m bench leaderboard --results "$(RESULTS)"

@@ -100,6 +100,15 @@ def cmd_run(args) -> int:
     except (RuntimeError, ValueError) as e:
         raise UsageError(str(e)) from None
     results = Path(args.results)
+    from bench.plan import print_plan
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    print_plan(specs, results, full=args.dry_run)
+    if args.dry_run:
+        return 0
     records = run_specs(specs, executor=args.executor, results=results, device=args.device,
                         data_root=Path(args.data_root) if args.data_root else None,
                         threads=args.threads)
@@ -205,6 +214,9 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--results", default=str(DEFAULT_RESULTS))
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override: <method field>, <stage>.<field>, train.*, model.*, budget.*")
+    r.add_argument("--dry-run", action="store_true",
+                   help="print the grid, what is done or cached and the estimated time; "
+                   "run nothing")
     r.set_defaults(fn=cmd_run)
 
     lb = sub.add_parser("leaderboard", help="write leaderboard.md and leaderboard.csv")
