@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-METHOD ?= all
+METHOD ?= headline
 MODELS ?=
 DATASET ?= synthetic
 BUDGET ?= quick

@@ -147,7 +147,7 @@ def cmd_list(args) -> int:
             print(f"  {n:28s} family={cls.family or n} v{cls.version}")
         for n in PIPELINES.names():
             print(f"  {n:28s} = {PIPELINES.get(n)[0]}")
-        print("families: " + ", ".join(sorted(families())) + ", all")
+        print("families: " + ", ".join(sorted(families())) + ", all, headline")
     if what in (None, "datasets"):
         print("datasets:")
         for n in DATASETS.names():
@@ -202,7 +202,8 @@ def make_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run the grid of methods x models x seeds")
-    r.add_argument("--method", default="none", help="plugin, family, a,b list, a+b pipeline, all")
+    r.add_argument("--method", default="none",
+                   help="plugin, family, a,b list, a+b pipeline, all, headline")
     r.add_argument("--model", default="", help="comma list of zoo models (default: CPU subset)")
     r.add_argument("--dataset", default="synthetic")
     r.add_argument("--data-root", default=None, help="root of a real dataset on local disk")

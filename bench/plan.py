@@ -4,10 +4,13 @@ done, which baselines are cached, and an estimated time per run and in total.
 
 A run's time comes from this machine's own finished records where there are some: the
 median own compute (`cost.run_s`, baselines excluded) of ok runs with the same model,
-method, budget and dataset at the same thread count, and for a baseline to be trained the
-median training time those records carry. Without records it falls back to the MAdds
-model of `bench/tables/estimate.py` (the one `tables --dry-run` uses; its constants and
-their provenance are documented there): an estimate, labelled as such.
+method, budget and dataset at the same thread count and processor, and for a baseline to
+be trained the median training time those records carry; next from the committed
+reference's records (`results/reference/*/runs/`) under the same conditions. Without
+either it falls back to the MAdds model of `bench/tables/estimate.py` (the one `tables
+--dry-run` uses; its constants and their provenance are documented there), labelled as
+such: its throughput is measured when it runs, so a machine busy with other work
+estimates long.
 """
 
 from __future__ import annotations
@@ -57,10 +60,10 @@ class RecordTimes:
     """Own compute and baseline training seconds of this machine's finished runs, by
     (model, kwargs, method, budget, dataset), at the current thread count."""
 
-    def __init__(self, results: Path, threads: int):
+    def __init__(self, dirs: list[Path], threads: int):
         self.run_s: dict[tuple, list[float]] = defaultdict(list)
         self.train_s: dict[tuple, list[float]] = defaultdict(list)
-        for r in iter_records(results):
+        for r in (r for d in dirs for r in iter_records(d)):
             env, cost = r.get("env") or {}, r.get("cost") or {}
             if (r.get("status") != OK or "run_s" not in cost or env.get("threads") != threads
                     or env.get("processor") != _machine()):
@@ -81,6 +84,13 @@ class RecordTimes:
         return (statistics.median(xs), len(xs)) if xs else None
 
 
+def reference_dirs() -> list[Path]:
+    """Result directories of the committed reference (`results/reference/<name>/runs/`),
+    measured on the 2-core development machine: a run's second source of timings."""
+    root = Path(__file__).resolve().parents[1] / "results" / "reference"
+    return sorted(d for d in root.glob("*") if (d / "runs").is_dir())
+
+
 def make_plan(specs: list[RunSpec], results: Path) -> list[PlannedRun]:
     """Every run the grid will execute or skip, in the runner's order, with its time."""
     from bench.baseline import cache_paths
@@ -90,7 +100,9 @@ def make_plan(specs: list[RunSpec], results: Path) -> list[PlannedRun]:
     from bench.tables.static import static_metrics
 
     results = Path(results)
-    times = RecordTimes(results, torch.get_num_threads())
+    threads = torch.get_num_threads()
+    sources = [("records", RecordTimes([results], threads)),
+               ("reference records", RecordTimes(reference_dirs(), threads))]
     static_dir = results / "cache" / "tables" / "static"
     planned_baselines: set[str] = set()
     out: list[PlannedRun] = []
@@ -105,12 +117,14 @@ def make_plan(specs: list[RunSpec], results: Path) -> list[PlannedRun]:
             cached = spec.is_baseline and cache_paths(results, spec.run_id)[0].exists()
             state = RETRY if rec and rec.get("status") == FAILED else CACHED if cached else NEW
             trains = spec.is_baseline and not cached and spec.run_id not in planned_baselines
-            own, train = times.own(spec), times.training(spec) if trains else None
-            if own is not None and (not trains or train is not None):
-                seconds = own[0] + (train[0] if train else 0.0)
-                source = f"records ({own[1]})"
-                if trains:
-                    planned_baselines.add(spec.run_id)
+            for label, times in sources:
+                own, train = times.own(spec), times.training(spec) if trains else None
+                if own is not None and (not trains or train is not None):
+                    seconds = own[0] + (train[0] if train else 0.0)
+                    source = f"{label} ({own[1]})"
+                    if trains:
+                        planned_baselines.add(spec.run_id)
+                    break
             else:
                 classes = DATASETS.get(spec.dataset).num_classes
 
@@ -132,8 +146,11 @@ def summary(plan: list[PlannedRun]) -> str:
     n = defaultdict(int)
     for p in plan:
         n[p.state] += 1
+    from bench.tables.estimate import NETWORK_EFFICIENCY, madds_per_second
+
     total = sum(p.seconds for p in plan)
-    from_records = sum(p.seconds for p in plan if p.source.startswith("records"))
+    from_records = sum(p.seconds for p in plan if "records" in p.source)
+    estimated = any(p.source == "estimate" for p in plan)
     trains = sum(p.trains_baseline for p in plan)
     parts = [f"{len(plan)} runs", f"{n[DONE]} done"]
     if n[CACHED]:
@@ -141,9 +158,11 @@ def summary(plan: list[PlannedRun]) -> str:
     if n[RETRY]:
         parts.append(f"{n[RETRY]} to retry")
     parts.append(f"{n[NEW]} new ({trains} baseline{'s' if trains != 1 else ''} to train)")
+    rate = (f", at the {NETWORK_EFFICIENCY * madds_per_second() / 1e9:.1f} GMAdds/s "
+            "this machine runs now" if estimated else "")
     return (", ".join(parts) + f"; estimated {duration(total)} on this machine "
-            f"({torch.get_num_threads()} threads; {duration(from_records)} of it from this "
-            f"machine's records, the rest from the MAdds estimate)")
+            f"({torch.get_num_threads()} threads; {duration(from_records)} of it from "
+            f"finished records, the rest from the MAdds estimate{rate})")
 
 
 def render(plan: list[PlannedRun]) -> str:

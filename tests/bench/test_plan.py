@@ -51,3 +51,40 @@ def test_plan_reads_done_runs_cached_baselines_and_this_machines_records(
     # a baseline to train: eval from the baseline records, plus the training they carry
     assert plan[("none", 2)].source.startswith("records")
     assert plan[("none", 2)].seconds > plan[("none", 1)].seconds
+
+
+def test_headline_is_one_configuration_per_family():
+    from bench.headline import HEADLINE
+    from bench.method import expand_methods, families
+
+    built_in = {f for f in families() if not f.startswith("_")}
+    assert set(HEADLINE) == built_in  # a new family must choose its headline
+    variants = expand_methods("headline")
+    assert len(variants) == len(built_in)
+    by = {v.label: v for v in variants}
+    assert by["prune_structured"].stage_overrides == [{"ratio": 0.5}]
+    # --set applies on top, to the stages that have the setting
+    by = {v.label: v for v in expand_methods("headline", {"ratio": 0.25})}
+    assert by["prune_structured+kd"].stage_overrides[0]["ratio"] == 0.25
+    assert len(expand_methods("all")) > 2 * len(variants)  # `all` keeps the full sweeps
+
+
+def test_the_estimate_follows_the_stages_schedules(make_spec, results):
+    """A distiller after pruning fine-tunes (it does not train a fresh student), a cheap
+    student trains on the baseline's schedule, a lossless coder trains nothing."""
+    from bench.budgets import get_budget
+    from bench.tables.estimate import estimate
+
+    quick = get_budget("quick")  # 16 baseline epochs, 3 of fine-tuning
+
+    def static_of(model, kwargs, size):
+        return {"madds": 1e9, "dense_size": 1e6}
+
+    def cost(method, **sets):
+        return estimate(make_spec(method, "enet", budget=quick, **sets), results, 9,
+                        static_of, {make_spec("none", "enet", budget=quick).run_id}).seconds
+
+    kd, pruned_kd = cost("kd"), cost("prune_structured+kd")
+    assert pruned_kd < kd / 2
+    assert cost("cheapconv") > 5 * cost("huffman")
+    assert cost("prune_structured") < pruned_kd
