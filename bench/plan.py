@@ -158,11 +158,11 @@ def summary(plan: list[PlannedRun]) -> str:
     if n[RETRY]:
         parts.append(f"{n[RETRY]} to retry")
     parts.append(f"{n[NEW]} new ({trains} baseline{'s' if trains != 1 else ''} to train)")
-    rate = (f", at the {NETWORK_EFFICIENCY * madds_per_second() / 1e9:.1f} GMAdds/s "
-            "this machine runs now" if estimated else "")
+    where = (f"{duration(from_records)} of it from finished records, the rest from the "
+             f"MAdds estimate at the {NETWORK_EFFICIENCY * madds_per_second() / 1e9:.1f} "
+             f"GMAdds/s this machine runs now" if estimated else "from finished records")
     return (", ".join(parts) + f"; estimated {duration(total)} on this machine "
-            f"({torch.get_num_threads()} threads; {duration(from_records)} of it from "
-            f"finished records, the rest from the MAdds estimate{rate})")
+            f"({torch.get_num_threads()} threads; {where})")
 
 
 def render(plan: list[PlannedRun]) -> str:
