@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-METHOD ?= all
+METHOD ?= headline
 MODELS ?=
 DATASET ?= synthetic
 BUDGET ?= quick
@@ -15,6 +15,7 @@ EXECUTOR ?= local
 RESULTS ?= results/local
 REFERENCE = results/reference/$(DATASET)-$(BUDGET)
 ARGS ?=
+DRY_RUN ?=
 
 .PHONY: bench reference verify-reference leaderboard verify tables plots test perf lint clean
 
@@ -27,7 +28,7 @@ $(STAMP): pyproject.toml
 bench: $(STAMP)
 	$(BIN)/python -m bench run --method "$(METHOD)" $(if $(MODELS),--model "$(MODELS)") \
 		--dataset "$(DATASET)" --budget "$(BUDGET)" --seeds "$(SEEDS)" --device "$(DEVICE)" \
-		--executor "$(EXECUTOR)" --results "$(RESULTS)" $(ARGS)
+		--executor "$(EXECUTOR)" --results "$(RESULTS)" $(if $(DRY_RUN),--dry-run) $(ARGS)
 
 # maintainers: regenerate the committed reference (run records, leaderboard, figures)
 reference: $(STAMP)

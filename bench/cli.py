@@ -121,6 +121,15 @@ def cmd_run(args) -> int:
     except (RuntimeError, ValueError) as e:
         raise UsageError(str(e)) from None
     results = Path(args.results)
+    from bench.plan import print_plan
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    print_plan(specs, results, full=args.dry_run)
+    if args.dry_run:
+        return 0
     records = run_specs(specs, executor=args.executor, results=results, device=args.device,
                         data_root=Path(args.data_root) if args.data_root else None,
                         threads=args.threads)
@@ -163,7 +172,7 @@ def cmd_list(args) -> int:
             print(f"  {n:28s} family={cls.family or n} v{cls.version}")
         for n in PIPELINES.names():
             print(f"  {n:28s} = {PIPELINES.get(n)[0]}")
-        print("families: " + ", ".join(sorted(families())) + ", all")
+        print("families: " + ", ".join(sorted(families())) + ", all, headline")
     if what in (None, "datasets"):
         print("datasets:")
         for n in DATASETS.names():
@@ -239,7 +248,8 @@ def make_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter))
 
     r = sub.add_parser("run", help="run the grid of methods x models x seeds")
-    r.add_argument("--method", default="none", help="plugin, family, a,b list, a+b pipeline, all")
+    r.add_argument("--method", default="none",
+                   help="plugin, family, a,b list, a+b pipeline, all, headline")
     r.add_argument("--model", default="", help="comma list of zoo models (default: CPU subset)")
     r.add_argument("--dataset", default="synthetic")
     r.add_argument("--data-root", default=None, help="root of a real dataset on local disk")
@@ -252,6 +262,9 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--results", default=str(DEFAULT_RESULTS))
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override: <method field>, <stage>.<field>, train.*, model.*, budget.*")
+    r.add_argument("--dry-run", action="store_true",
+                   help="print the grid, what is done or cached and the estimated time; "
+                   "run nothing")
     _reference_flag(r)
     r.set_defaults(fn=cmd_run)
 

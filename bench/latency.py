@@ -1,6 +1,14 @@
-"""Latency as a deployment engineer measures it: batch 1 at the evaluation size, after
-warm-up, with the thread count fixed and recorded, the device synchronised around each
-timed call; the median and the interquartile range over the timed runs."""
+"""Latency as a deployment engineer measures it, and speedup as a ratio that survives a
+shared host.
+
+Batch 1 at the evaluation size, after warm-up, threads fixed and recorded, the device
+synchronised around each timed call. A row's speedup is never a quotient of timings taken
+in different processes: the row's predictor and its baseline's (same runtime, same input,
+same threads) run in interleaved rounds, the order alternating every round (A B, B A, ...)
+so neither always runs on a cache the other warmed, and the speedup is the median of the
+per-round ratios baseline / row. A neighbour's load that slows a round slows both halves of
+it, so the ratio holds where the absolute figures drift.
+"""
 
 from __future__ import annotations
 
@@ -10,29 +18,92 @@ from collections.abc import Callable
 
 import torch
 
+Predictor = Callable[[torch.Tensor], object]
 
-def measure_latency(predict: Callable[[torch.Tensor], object], input_shape: tuple[int, ...],
-                    device: torch.device, runs: int = 30, warmup: int = 5) -> dict:
+
+def _quartiles(xs: list[float]) -> tuple[float, float, float]:
+    if len(xs) < 2:
+        return xs[0], xs[0], xs[0]
+    q = statistics.quantiles(xs, n=4)
+    return q[0], statistics.median(xs), q[2]
+
+
+def _summary(times: list[float]) -> dict:
+    p25, med, p75 = _quartiles(times)
+    return {"median_ms": med, "iqr_ms": p75 - p25, "p25_ms": p25, "p75_ms": p75,
+            "times_ms": times}
+
+
+def paired_latency(predictors: dict[str, Predictor], input_shape: tuple[int, ...],
+                   runs: int, warmup: int, device: torch.device | None = None
+                   ) -> dict[str, dict]:
+    """Latency (ms) of several predictors timed in interleaved rounds on one input: per
+    predictor its median, IQR, quartiles and the per-round times (`times_ms`, round i of
+    every predictor was taken back to back, so they pair by index)."""
     if runs < 1:
         raise ValueError("latency runs must be >= 1")
+    device = device or torch.device("cpu")
     x = torch.randn(*input_shape, generator=torch.Generator().manual_seed(0)).to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    names = list(predictors)
+    times: dict[str, list[float]] = {k: [] for k in names}
     with torch.inference_mode():
-        for _ in range(warmup):
-            predict(x)
+        for p in predictors.values():
+            for _ in range(warmup):
+                p(x)
         sync()
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            predict(x)
-            sync()
-            times.append((time.perf_counter() - t0) * 1000.0)
-    q = statistics.quantiles(times, n=4) if len(times) >= 2 else [times[0]] * 3
+        for i in range(runs):
+            for k in (names if i % 2 == 0 else names[::-1]):
+                t0 = time.perf_counter()
+                predictors[k](x)
+                sync()
+                times[k].append((time.perf_counter() - t0) * 1000.0)
+    return {k: _summary(ts) for k, ts in times.items()}
+
+
+def ratio_summary(num_ms: list[float], den_ms: list[float]) -> dict:
+    """Per-round ratios num/den: their median, quartiles and the 2.5-97.5 percentile
+    range (the spread a reader should read the median against)."""
+    ratios = sorted(a / b for a, b in zip(num_ms, den_ms, strict=True))
+    p25, med, p75 = _quartiles(ratios)
+    if len(ratios) >= 2:
+        cuts = statistics.quantiles(ratios, n=40, method="inclusive")
+        lo, hi = cuts[0], cuts[-1]
+    else:
+        lo = hi = ratios[0]
+    return {"median": med, "p25": p25, "p75": p75, "iqr": p75 - p25, "p2_5": lo, "p97_5": hi}
+
+
+def measure_paired(predict: Predictor, baseline: Predictor, input_shape: tuple[int, ...],
+                   device: torch.device, runs: int = 30, warmup: int = 5) -> dict:
+    """The run record's latency fields: the row's own latency, its baseline's, both from
+    the same interleaved rounds, and the speedup (baseline / row) with its spread.
+
+    `latency_noisy` flags a measurement whose spread is as large as what it measures (the
+    IQR of either latency above its median, or of the ratio above the ratio): its median
+    should not be read as a figure."""
+    lat = paired_latency({"row": predict, "baseline": baseline}, input_shape, runs, warmup,
+                         device)
+    row, base = lat["row"], lat["baseline"]
+    ratio = ratio_summary(base["times_ms"], row["times_ms"])
+    noisy = (row["iqr_ms"] > row["median_ms"] or base["iqr_ms"] > base["median_ms"]
+             or ratio["iqr"] > ratio["median"])
     return {
-        "latency_ms": statistics.median(times),
-        "latency_iqr_ms": q[2] - q[0],
-        "latency_p25_ms": q[0],
-        "latency_p75_ms": q[2],
+        "latency_ms": row["median_ms"],
+        "latency_iqr_ms": row["iqr_ms"],
+        "latency_p25_ms": row["p25_ms"],
+        "latency_p75_ms": row["p75_ms"],
         "latency_runs": runs,
+        "baseline_latency_ms": base["median_ms"],
+        "baseline_latency_iqr_ms": base["iqr_ms"],
+        "speedup": ratio["median"],
+        "speedup_p25": ratio["p25"],
+        "speedup_p75": ratio["p75"],
+        "speedup_iqr": ratio["iqr"],
+        "speedup_p2_5": ratio["p2_5"],
+        "speedup_p97_5": ratio["p97_5"],
+        "latency_paired": True,
+        "latency_noisy": noisy,
         "threads": torch.get_num_threads(),
     }
+

@@ -51,14 +51,31 @@ def paired_ci95(deltas: list[float]) -> float | None:
     return float(t.ppf(0.975, n - 1) * statistics.stdev(deltas) / n**0.5)
 
 
-def _speedup(rec: dict[str, Any], base: dict[str, Any]) -> float:
-    """Like for like: a row timed in onnxruntime is compared with the float baseline timed
-    in onnxruntime in the same run, interleaved (`extras.ort_speedup`), never with the
-    eager PyTorch baseline; every other row with its baseline's latency."""
+def _speedup(rec: dict[str, Any], base: dict[str, Any]) -> tuple[float, float | None, bool]:
+    """(speedup, IQR of its per-round ratios, noisy). A run timed against its baseline in
+    its own process (bench/latency.py: interleaved, same input, threads and runtime) gives
+    the median of the per-round ratios. An older record without that falls back to what
+    it has, with no spread: onnxruntime rows their in-run float ONNX comparison
+    (`extras.ort_speedup`), other rows the quotient of two processes' timings."""
+    m = rec["metrics"]
+    if m.get("latency_paired"):
+        return float(m["speedup"]), float(m["speedup_iqr"]), bool(m.get("latency_noisy"))
     ort = (rec.get("extras") or {}).get("ort_speedup")
-    if rec["metrics"].get("runtime") == "onnxruntime" and ort:
-        return float(ort)
-    return base["metrics"]["latency_ms"] / rec["metrics"]["latency_ms"]
+    if m.get("runtime") == "onnxruntime" and ort:
+        return float(ort), None, False
+    return base["metrics"]["latency_ms"] / m["latency_ms"], None, False
+
+
+def _own_cost_s(rec: dict[str, Any]) -> float | None:
+    """What the row itself cost: a method row its own compute, without the baselines it
+    loaded (trained once, in whichever process, and recorded separately under
+    `cost.baselines`); a baseline row its training and evaluation."""
+    cost = rec.get("cost")
+    if not cost:
+        return None
+    if rec.get("method") == "none" or "run_s" not in cost:
+        return float(cost["total_s"])
+    return float(cost["run_s"])
 
 
 def _checkpoint(rec: dict[str, Any]) -> str | None:
@@ -126,10 +143,11 @@ def build_rows(results: Path, malformed: list[Path] | None = None
         deltas, speedups, class_deltas = [], [], []
         for r in recs:
             b = paired_baseline(r, by_id)
+            if r["metrics"].get("latency_paired") or (
+                    b is not None and _same_machine_setting(r, b)):
+                speedups.append(_speedup(r, b))
             if b is not None:
                 deltas.append(r["metrics"]["miou"] - b["metrics"]["miou"])
-                if _same_machine_setting(r, b):
-                    speedups.append(_speedup(r, b))
                 class_deltas.append([
                     None if x is None or y is None else x - y
                     for x, y in zip(r["metrics"].get("per_class_iou", []),
@@ -137,7 +155,9 @@ def build_rows(results: Path, malformed: list[Path] | None = None
                 ])
         ci = paired_ci95(deltas)
         distill = _distill_columns(recs, by_id)
-        costs = [r["cost"]["total_s"] for r in recs if "cost" in r]
+        costs = [c for c in map(_own_cost_s, recs) if c is not None]
+        full_costs = [r["cost"]["total_s"] for r in recs if "cost" in r]
+        iqrs = [s[1] for s in speedups if s[1] is not None]
         base_madds = [by_id[r["baseline_run_id"]]["metrics"]["madds"] for r in recs
                       if r.get("baseline_run_id") in by_id]
         rows.append({
@@ -164,9 +184,15 @@ def build_rows(results: Path, malformed: list[Path] | None = None
             if base_madds and r0["metrics"]["madds"] else None,
             "latency_ms": statistics.fmean(x["latency_ms"] for x in m),
             "latency_iqr_ms": statistics.fmean(x["latency_iqr_ms"] for x in m),
-            "speedup": statistics.fmean(speedups) if speedups else None,
+            "speedup": statistics.fmean(s[0] for s in speedups) if speedups else None,
+            "speedup_iqr": statistics.fmean(iqrs) if speedups and len(iqrs) == len(speedups)
+            else None,
+            "speedup_paired": bool(speedups) and len(iqrs) == len(speedups),
+            "latency_noisy": any(s[2] for s in speedups),
             "runtime": r0["metrics"].get("runtime", "torch"),
             "cost_device_hours": statistics.fmean(costs) / 3600 if costs else None,
+            "cost_with_baselines_hours": statistics.fmean(full_costs) / 3600
+            if full_costs else None,
             "per_class_delta": _mean_lists(class_deltas),
             "run_ids": " ".join(sorted(r["run_id"] for r in recs)),
             "device": _setting(r0)[0],
@@ -258,10 +284,20 @@ def _md_row(r: dict[str, Any]) -> list[str]:
         f"{r['effective_madds'] / 1e9:.3f}",
         _fmt(r["madds_ratio"], ".2f"),
         f"{r['latency_ms']:.2f} ({r['latency_iqr_ms']:.2f})",
-        _fmt(r["speedup"], ".2f"),
+        _speedup_cell(r),
         r["runtime"],
         _fmt(r["cost_device_hours"], ".3f"),
     ]
+
+
+def _speedup_cell(r: dict[str, Any]) -> str:
+    """Paired speedup with the IQR of its per-round ratios; `!` marks a noisy timing
+    (spread above the median), `unpaired` a record timed apart from its baseline."""
+    if r["speedup"] is None:
+        return "–"
+    if not r["speedup_paired"]:
+        return f"{r['speedup']:.2f} unpaired"
+    return f"{r['speedup']:.2f} ({r['speedup_iqr']:.2f})" + (" !" if r["latency_noisy"] else "")
 
 
 def _delta(r: dict[str, Any]) -> str:
@@ -281,7 +317,7 @@ def _signed_points(delta: float | None, ci95: float | None) -> str:
 
 HEADERS = ["model", "method", "config", "seeds", "mIoU %", "ΔmIoU", "pix acc %", "params M",
            "sparsity %", "size MB", "ratio", "MAdds G", "eff. MAdds G", "MAdds ×",
-           "latency ms (IQR)", "speedup", "runtime", "cost h"]
+           "latency ms (IQR)", "speedup (IQR)", "runtime", "cost h"]
 
 
 DISTILL_HEADERS = ["model", "student", "config", "seeds", "teacher (run)", "teacher mIoU %",

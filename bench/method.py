@@ -293,6 +293,10 @@ def expand_methods(spec: str, sets: dict[str, Any] | None = None) -> list[Varian
         if item == "all":
             names = [m for f in sorted(fams) for m in fams[f]]
             out.extend(v for n in names for v in _expand_one(n, sets, sweep=True, lenient=True))
+        elif item == "headline":  # one configuration per family (bench/headline.py)
+            from bench.headline import headline_variants
+
+            out.extend(headline_variants(sets))
         elif item in fams and not (item in METHODS and fams[item] == [item]):
             out.extend(v for n in fams[item] for v in _expand_one(n, sets, sweep=True,
                                                                   lenient=True))
@@ -319,7 +323,7 @@ def _expand_one(item: str, sets: dict[str, Any], sweep: bool, lenient: bool) -> 
             if n not in METHODS:
                 valid = sorted(set(METHODS.names()) | set(PIPELINES.names()) | set(families()))
                 raise UnknownNameError(
-                    f"unknown method {n!r}; valid choices: {', '.join(valid + ['all'])}"
+                    f"unknown method {n!r}; valid choices: {', '.join(valid + ['all', 'headline'])}"
                 )
         spec, label = item, item
         stages = item.split("+")

@@ -24,7 +24,7 @@ from bench.artifact import state_bytes_dense
 from bench.complexity import count_madds
 from bench.context import RunContext
 from bench.export import export_model, load_model, select_predictor, stage_problems
-from bench.latency import measure_latency
+from bench.latency import measure_paired
 from bench.locks import clean_orphan_temps, locked
 from bench.method import NotApplicable, stages_from_record
 from bench.records import (
@@ -145,8 +145,9 @@ def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
     timings["eval_s"] = scores.pop("eval_seconds")
     cx = count_madds(loaded, ctx.input_shape)
     t = time.perf_counter()
-    lat = measure_latency(predict, ctx.input_shape, ctx.device, runs=ctx.budget.latency_runs,
-                          warmup=ctx.budget.latency_warmup)
+    lat = measure_paired(predict, baseline_predictor(loaded_stages, runtime, ctx),
+                         ctx.input_shape, ctx.device, runs=ctx.budget.latency_runs,
+                         warmup=ctx.budget.latency_warmup)
     timings["latency_s"] = time.perf_counter() - t
     size = path.stat().st_size
     dense = state_bytes_dense(loaded.state_dict())
@@ -187,6 +188,19 @@ def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
         "baseline": {k: binfo.get(k) for k in ("run_id", "trained_now", "sha256")},
         "extras": ctx.extras,
     }
+
+
+def baseline_predictor(stages, runtime: str, ctx: RunContext):
+    """The run's trained baseline in the row's runtime, for paired timing: a stage whose
+    runtime the row uses supplies it (`baseline_predictor(ctx, model)`, e.g. the float
+    model in onnxruntime); otherwise the eager PyTorch baseline."""
+    base, _ = ctx.baseline()
+    base.eval()
+    for st in reversed(stages):
+        make = getattr(st.method, "baseline_predictor", None)
+        if make is not None and st.method.runtime == runtime:
+            return make(ctx, base)
+    return base
 
 
 def order_with_baselines(specs: Iterable[RunSpec]) -> list[RunSpec]:

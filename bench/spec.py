@@ -10,7 +10,6 @@ leaderboard never averages runs measured in different settings (docs/reliability
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field, fields
@@ -19,6 +18,8 @@ from typing import Any
 from bench import __version__
 from bench.budgets import Budget
 from bench.registry import UnknownNameError
+
+NEW_FIELD = {"new_field": True}
 
 
 @dataclass
@@ -31,13 +32,28 @@ class TrainConfig:
     sgd_lr_scale: float = 50.0  # SGD's lr = the budget's (Adam) lr * this
     loss: str = "ce"  # ce | iou | ce+iou
     poly_power: float = 0.9
-    amp: bool = True  # mixed precision, on CUDA only
+    amp: bool = True  # fp16 mixed precision, on CUDA only, when precision is fp32
+    # forward-pass number format and layout (bench/precision.py); added after runs were
+    # recorded, so left out of the run id at their defaults (`identity`)
+    precision: str = field(default="fp32", metadata=NEW_FIELD)  # fp32 | bf16
+    channels_last: bool = field(default=False, metadata=NEW_FIELD)
 
     def validate(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
             raise UnknownNameError(f"unknown optimizer {self.optimizer!r}; valid: adam, sgd")
         if self.loss not in ("ce", "iou", "ce+iou"):
             raise UnknownNameError(f"unknown loss {self.loss!r}; valid: ce, ce+iou, iou")
+        if self.precision not in ("fp32", "bf16"):
+            raise UnknownNameError(f"unknown precision {self.precision!r}; valid: bf16, fp32")
+        if not isinstance(self.channels_last, bool):
+            raise UnknownNameError(f"channels_last must be true or false, got "
+                                   f"{self.channels_last!r}")
+
+    def identity(self) -> dict[str, Any]:
+        """The settings as hashed into run ids: a field added later (`NEW_FIELD`) counts
+        only when it differs from its default, so runs recorded before it keep their ids."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if not (f.metadata.get("new_field") and getattr(self, f.name) == f.default)}
 
 
 @dataclass
@@ -62,7 +78,7 @@ class RunSpec:
             "dataset_version": dataset_version(self.dataset),
             "budget": self.budget.to_dict(),
             "seed": self.seed,
-            "train": dataclasses.asdict(self.train),
+            "train": self.train.identity(),
             "code_version": __version__,
         }
 

@@ -2,7 +2,8 @@
 that differences on the leaderboard come from the methods, not from their loops.
 
 SGD (or Adam) with the "poly" schedule, cross-entropy with an ignore index or the IoU
-loss, AMP on CUDA, seeded and deterministic on the CPU, a per-epoch CSV log, a progress
+loss, AMP on CUDA or bf16 autocast and channels-last as recorded settings
+(bench/precision.py), seeded and deterministic on the CPU, a per-epoch CSV log, a progress
 bar with ETA on stderr. Method stages plug in through `loss` and `on_step`.
 """
 
@@ -20,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from bench.precision import TrainingPrecision
 from bench.spec import TrainConfig
 
 
@@ -74,7 +76,8 @@ def train(
 ) -> dict:
     """Train `model` in place; returns a summary (steps, seconds, last loss)."""
     torch.manual_seed(seed)
-    model.to(device).train()
+    prec = TrainingPrecision(cfg.precision, cfg.channels_last, cfg.amp, device)
+    prec.prepare(model.to(device)).train()
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adam":
         base_lr = lr
@@ -85,8 +88,7 @@ def train(
                               weight_decay=cfg.weight_decay)
     loader = make_loader(dataset, batch_size, shuffle=True, seed=seed, drop_last=True)
     total = max(epochs * len(loader), 1)
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = prec.scaler
     writer = None
     if log_csv is not None:
         log_csv.parent.mkdir(parents=True, exist_ok=True)
@@ -105,10 +107,9 @@ def train(
                 cur = poly_lr(base_lr, step, total, cfg.poly_power)
                 for gp in opt.param_groups:
                     gp["lr"] = cur
-                images = images.to(device, non_blocking=True)
+                images = prec.images(images.to(device, non_blocking=True))
                 targets = targets.to(device, non_blocking=True)
-                with torch.autocast(device_type=device.type, dtype=torch.float16,
-                                    enabled=use_amp):
+                with prec.autocast():
                     logits = model(images)
                     loss = task_loss(logits, targets, cfg.loss, ignore_index)
                     for st in stages:
@@ -132,8 +133,10 @@ def train(
                                  f"{time.perf_counter() - t0:.2f}"])
                 fh.flush()
     finally:
+        prec.restore(model)
         bar.close()
         if writer:
             fh.close()
     model.eval()
-    return {"steps": step, "seconds": time.perf_counter() - t_start, "final_loss": last}
+    return {"steps": step, "seconds": time.perf_counter() - t_start, "final_loss": last,
+            **prec.describe()}

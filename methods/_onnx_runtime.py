@@ -9,14 +9,13 @@ runtime uses exactly the cores the run reports.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import onnxruntime as ort
 import torch
 from torch import nn
 
+from bench.latency import paired_latency
 from methods._onnx_export import INPUT_NAME, export_onnx
 
 LAYOUTS = ("auto", "nhwc", "nchw")
@@ -97,28 +96,6 @@ class OrtPredictor:
         x = images.detach().to("cpu", torch.float32).contiguous().numpy()
         out = self.session(tuple(images.shape)).run(None, {INPUT_NAME: x})[0]
         return torch.from_numpy(out).to(images.device)
-
-
-def paired_latency(predictors: dict[str, Callable[[torch.Tensor], object]],
-                   input_shape: tuple[int, ...], runs: int, warmup: int) -> dict[str, dict]:
-    """Median and IQR latency (ms) of several predictors timed in interleaved rounds, so a
-    neighbour's load on a shared machine hits all of them alike."""
-    x = torch.randn(*input_shape, generator=torch.Generator().manual_seed(0))
-    times: dict[str, list[float]] = {k: [] for k in predictors}
-    with torch.inference_mode():
-        for p in predictors.values():
-            for _ in range(warmup):
-                p(x)
-        for _ in range(max(runs, 1)):
-            for k, p in predictors.items():
-                t0 = time.perf_counter()
-                p(x)
-                times[k].append((time.perf_counter() - t0) * 1000.0)
-    out = {}
-    for k, ts in times.items():
-        q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0]] * 3
-        out[k] = {"median_ms": statistics.median(ts), "iqr_ms": q[2] - q[0]}
-    return out
 
 
 @torch.no_grad()

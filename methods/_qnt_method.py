@@ -4,12 +4,13 @@ reload, and run on onnxruntime.
     compress:  trace the model once -> plan (methods/_qnt_plan.py) -> fold BatchNorms ->
                brevitas layers -> calibrate activation scales on training images
     fine-tune: QAT only, the harness's shared loop trains weights and scales
-    finalize:  freeze to integer layers; time the int8 and the float baseline ONNX models in
-               onnxruntime, interleaved, for a like-for-like speedup (`ctx.extras`)
+    finalize:  freeze to integer layers
     encode:    integer weights packed at their bit-width (`int_packed`), scales as float32
     rebuild:   the plan (artifact meta) recreates the frozen structure, the state loads
     predictor: onnxruntime session of the reloaded model, checked against the PyTorch
-               quantized model (argmax agreement) before it is evaluated and timed
+               quantized model (argmax agreement) before it is evaluated and timed; the
+               runner times it interleaved with `baseline_predictor`, the float baseline
+               in onnxruntime, for a like-for-like speedup
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from methods._onnx_runtime import (
     OrtPredictor,
     argmax_agreement,
     count_ops,
-    paired_latency,
 )
 from methods._qnt_modules import FROZEN_LAYERS, ActQuant, qrange
 from methods._qnt_plan import (
@@ -116,33 +116,15 @@ class QuantMethod(Method):
 
         model = freeze(model, self._require_plan())
         model.eval()
-        if ctx is not None:
-            self._time_against_float(model, ctx)
         return model
 
-    def _time_against_float(self, model: nn.Module, ctx) -> None:
-        """onnxruntime latency of this model and of the float baseline, interleaved."""
+    def baseline_predictor(self, ctx, base: nn.Module) -> OrtPredictor:
+        """The float baseline exported and run in onnxruntime with this row's threads: what
+        the runner times this row against, interleaved (bench/latency.py), so the speedup
+        is like for like and never against the eager PyTorch baseline."""
         shape = ctx.input_shape
-        base, _ = ctx.baseline()
-        q_onnx, f_onnx = export_onnx(model, shape), export_onnx(base, shape)
-        threads = torch.get_num_threads()
-        fp32 = OrtPredictor(base, threads, "auto", (shape, f_onnx))
-        quant = OrtPredictor(model, threads, self.config.ort_layout, (shape, q_onnx))
-        lat = paired_latency({"fp32": fp32, "int": quant}, shape,
-                             runs=ctx.budget.latency_runs, warmup=ctx.budget.latency_warmup)
-        layout = quant.layouts[tuple(shape[-2:])]
-        ops = count_ops(q_onnx, threads=threads, layout=layout)
-        ctx.extras.update({
-            "ort_fp32_latency_ms": lat["fp32"]["median_ms"],
-            "ort_fp32_latency_iqr_ms": lat["fp32"]["iqr_ms"],
-            "ort_int_latency_ms": lat["int"]["median_ms"],
-            "ort_int_latency_iqr_ms": lat["int"]["iqr_ms"],
-            "ort_speedup": lat["fp32"]["median_ms"] / lat["int"]["median_ms"],
-            "ort_threads": threads,
-            "ort_layout": layout,
-            "ort_integer_ops": {k: v for k, v in sorted(ops.items()) if k.startswith("QLinear")},
-            "ort_float_convs": ops.get("Conv", 0) + ops.get("ConvTranspose", 0),
-        })
+        return OrtPredictor(base, torch.get_num_threads(), "auto",
+                            (shape, export_onnx(base, shape)))
 
     # -- artifact --------------------------------------------------------------------
     def artifact_meta(self, model: nn.Module) -> dict[str, Any]:
@@ -167,8 +149,17 @@ class QuantMethod(Method):
         onnx_bytes = export_onnx(model, ctx.input_shape)
         if artifact_path is not None:  # ship the graph that is evaluated next to the artifact
             atomic_write_bytes(Path(artifact_path).with_suffix(".onnx"), onnx_bytes)
-        predict = OrtPredictor(model, torch.get_num_threads(), self.config.ort_layout,
+        threads = torch.get_num_threads()
+        predict = OrtPredictor(model, threads, self.config.ort_layout,
                                first=(ctx.input_shape, onnx_bytes))
+        layout = predict.layouts[tuple(ctx.input_shape[-2:])]
+        ops = count_ops(onnx_bytes, threads=threads, layout=layout)
+        ctx.extras.update({
+            "ort_threads": threads,
+            "ort_layout": layout,
+            "ort_integer_ops": {k: v for k, v in sorted(ops.items()) if k.startswith("QLinear")},
+            "ort_float_convs": ops.get("Conv", 0) + ops.get("ConvTranspose", 0),
+        })
         ds = ctx.dataset("val")
         images = torch.stack([ds[i][0] for i in range(min(AGREEMENT_IMAGES, len(ds)))])
         agree = argmax_agreement(lambda x: model(x.to(_device(model))), predict, images)

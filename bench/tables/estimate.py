@@ -119,20 +119,28 @@ def estimate(spec: RunSpec, results: Path, num_classes: int, static_of,
         work += b.epochs * n_train * 3 * train_img
         fixed += SECONDS_PER_RUN + io(spec.model, spec.model_kwargs)
     if not spec.is_baseline:
-        for st in spec.stages:
-            cls = METHODS.get(st["method"])
-            if getattr(cls, "trains_student", False):
+        classes = [METHODS.get(st["method"]) for st in spec.stages]
+        for i, (st, cls) in enumerate(zip(spec.stages, classes)):
+            # the stages' own schedule rules (methods/_distill.py): a distiller trains a
+            # fresh student on the baseline's epochs only when every stage before it built
+            # one, else it fine-tunes; a student builder trains unless a distiller follows
+            fresh = all(getattr(c, "builds_student", False) for c in classes[:i])
+            epochs = b.epochs if fresh else b.finetune_epochs
+            if getattr(cls, "builds_student", False):
+                later = any(getattr(c, "trains_student", False) for c in classes[i + 1:])
+                work += (0 if later else b.epochs) * n_train * 3 * train_img
+            elif getattr(cls, "trains_student", False):
                 teacher = st["config"].get("teacher") or spec.model
                 tkw = st["config"].get("teacher_kwargs") or (
                     spec.model_kwargs if teacher == spec.model else {})
                 if need_baseline(teacher, tkw):
                     work += b.epochs * n_train * 3 * madds_of(teacher, tkw, crop)
                     fixed += SECONDS_PER_RUN + io(teacher, tkw)
-                work += b.epochs * n_train * (3 * train_img + madds_of(teacher, tkw, crop))
+                work += epochs * n_train * (3 * train_img + madds_of(teacher, tkw, crop))
                 work += n_eval * madds_of(teacher, tkw, ev)  # the teacher is scored too
                 fixed += io(teacher, tkw)
             else:
                 work += finetune_epochs(cls, st, spec) * n_train * 3 * train_img
-    work += (n_eval + 1 + b.latency_runs + b.latency_warmup) * eval_img
+    work += (n_eval + 1 + 2 * (b.latency_runs + b.latency_warmup)) * eval_img  # paired timing
     seconds = work / (madds_per_second() * NETWORK_EFFICIENCY) + fixed
     return Estimate(seconds, trains_baseline, exact)

@@ -110,12 +110,47 @@ def test_model_page_calls_out_the_classes_hurt_most(tmp_path):
     assert hurt.startswith("stripes_square (-50.0), checker_triangle (-10.0)")
 
 
-def test_cost_column_sums_the_baselines_it_used(tmp_path):
+def test_cost_column_is_the_runs_own_and_the_csv_adds_the_baselines(tmp_path):
+    b = _rec("b0", "none", 0, 0.8, 10.0, "b0")
+    b["cost"] = {"run_s": 360.0, "baselines_s": 3240.0, "total_s": 3600.0}
     r = _rec("m0", "kd", 0, 0.7, 5.0, "b0")
-    r["cost"] = {"total_s": 7200.0}
-    write_record(tmp_path, r)
+    r["cost"] = {"run_s": 1800.0, "baselines_s": 5400.0, "total_s": 7200.0}
+    old = _rec("o0", "prune", 0, 0.7, 5.0, "b0")
+    old["cost"] = {"total_s": 900.0}  # a record from before `run_s`
+    for x in (b, r, old):
+        write_record(tmp_path, x)
     rows, _ = build_rows(tmp_path)
-    assert rows[0]["cost_device_hours"] == pytest.approx(2.0)
+    by = {x["method"]: x for x in rows}
+    assert by["kd"]["cost_device_hours"] == pytest.approx(0.5)  # not the teachers' training
+    assert by["kd"]["cost_with_baselines_hours"] == pytest.approx(2.0)
+    assert by["none"]["cost_device_hours"] == pytest.approx(1.0)  # a baseline: its training
+    assert by["prune"]["cost_device_hours"] == pytest.approx(0.25)
+
+
+def _paired(rec, speedup, iqr, noisy=False):
+    rec["metrics"].update({"latency_paired": True, "speedup": speedup, "speedup_iqr": iqr,
+                           "latency_noisy": noisy})
+    return rec
+
+
+def test_speedup_is_the_runs_own_paired_ratio_with_its_spread(tmp_path):
+    write_record(tmp_path, _paired(_rec("b0", "none", 0, 0.8, 10.0, "b0"), 1.0, 0.02))
+    # timed 3x slower than the baseline's own record, but paired in-process it reads 1.01
+    write_record(tmp_path, _paired(_rec("k0", "kd", 0, 0.8, 30.0, "b0"), 1.01, 0.03))
+    write_record(tmp_path, _paired(_rec("h0", "hashing", 0, 0.5, 9.0, "b0"), 1.2, 1.5, True))
+    write_record(tmp_path, _rec("p0", "prune", 0, 0.7, 5.0, "b0"))  # an older record
+    rows, _ = build_rows(tmp_path)
+    by = {r["method"]: r for r in rows}
+    assert by["kd"]["speedup"] == pytest.approx(1.01) and by["kd"]["speedup_paired"]
+    assert by["hashing"]["latency_noisy"] and not by["kd"]["latency_noisy"]
+    assert by["prune"]["speedup"] == pytest.approx(2.0) and not by["prune"]["speedup_paired"]
+    write_leaderboard(tmp_path)
+    md = (tmp_path / "leaderboard.md").read_text()
+    cells = {m: [c.strip() for c in next(x for x in md.splitlines() if f"| {m} " in x)
+                 .split("|")] for m in by}
+    assert "1.01 (0.03)" in cells["kd"]
+    assert "1.20 (1.50) !" in cells["hashing"]
+    assert "2.00 unpaired" in cells["prune"]
 
 
 def test_onnxruntime_rows_are_sped_up_against_the_onnxruntime_baseline(tmp_path):

@@ -10,6 +10,7 @@ import torch
 from bench.export import load_model
 from bench.method import stages_from_record
 from bench.verify import verify_record
+from methods._onnx_runtime import OrtPredictor
 from methods._qnt_modules import FROZEN_LAYERS, FrozenConv2d, FrozenConvTranspose2d
 from models import list_models
 
@@ -53,7 +54,13 @@ def test_ptq_calibration_is_deterministic(make_ctx):
     assert any(not torch.equal(a[k], c[k]) for k in scales)
 
 
-def test_ptq_w8a8_end_to_end(make_spec, run_spec, results):
+def test_ptq_w8a8_end_to_end(make_spec, run_spec, results, monkeypatch):
+    import bench.runner
+
+    timed = []
+    paired = bench.runner.measure_paired
+    monkeypatch.setattr(bench.runner, "measure_paired",
+                        lambda p, b, *a, **k: timed.append((p, b)) or paired(p, b, *a, **k))
     rec = run_spec(make_spec("ptq", "unet_small"))
     assert rec["status"] == "ok", rec.get("error")
     m, x = rec["metrics"], rec["extras"]
@@ -66,8 +73,10 @@ def test_ptq_w8a8_end_to_end(make_spec, run_spec, results):
     assert x["ort_float_convs"] == 1 + sum(isinstance(m, FrozenConvTranspose2d)
                                            for m in model.modules())
     assert x["ort_argmax_agreement"] >= 0.99
-    assert x["ort_fp32_latency_ms"] > 0 and x["ort_int_latency_ms"] > 0
-    assert x["ort_speedup"] == pytest.approx(x["ort_fp32_latency_ms"] / x["ort_int_latency_ms"])
+    # timed like for like: paired with the float baseline in onnxruntime, not eager torch
+    ((row, base),) = timed
+    assert isinstance(row, OrtPredictor) and isinstance(base, OrtPredictor)
+    assert m["latency_paired"] and m["baseline_latency_ms"] > 0 and m["speedup"] > 0
     assert x["ort_layout"] in ("nhwc", "nchw")
     # int8 weights: about a quarter of the float artifact, and it reloads exactly
     assert 3.0 < m["compression_ratio"] < 4.1

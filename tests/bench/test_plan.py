@@ -1,0 +1,90 @@
+"""`bench run --dry-run`: the grid in the runner's order, what is done or cached, and a
+time per run from this machine's records where they exist, the estimate otherwise; and it
+runs nothing."""
+
+import json
+
+import torch
+
+from bench.cli import main
+from bench.plan import CACHED, DONE, NEW, make_plan
+from bench.records import record_path
+
+TINY = ["--budget", "smoke", "--set", "budget.train_images=16", "--set",
+        "budget.eval_images=8", "--set", "budget.latency_runs=3", "--set",
+        "budget.latency_warmup=1"]
+
+
+def _run(results, *extra):
+    return main(["run", "--method", "fp16", "--model", "enet", "--results", str(results),
+                 *TINY, *extra])
+
+
+def test_dry_run_prints_the_grid_and_runs_nothing(results, capsys):
+    assert _run(results, "--seeds", "2", "--dry-run") == 0
+    out = capsys.readouterr().out
+    waves = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")]
+    assert waves == ["wave", "baseline", "baseline", "run", "run"]
+    assert "4 runs, 0 done" in out and "estimate" in out
+    assert not (results / "runs").exists() and not (results / "cache" / "baselines").exists()
+
+
+def test_plan_reads_done_runs_cached_baselines_and_this_machines_records(
+        results, make_spec, run_spec):
+    # seed 0 ran (its baseline trained now); seed 1's baseline checkpoint is cached
+    run_spec(make_spec("none", "enet"))
+    run_spec(make_spec("fp16", "enet"))
+    base1 = make_spec("none", "enet", seed=1)
+    from bench.runner import run_one
+
+    run_one(base1, results=results, device=torch.device("cpu"))
+    record_path(results, base1.run_id).unlink()  # the checkpoint stays, the record goes
+    specs = [make_spec("fp16", "enet", seed=s) for s in (0, 1, 2)]
+    plan = {(p.spec.method, p.spec.seed): p for p in make_plan(specs, results)}
+    assert plan[("none", 0)].state == DONE and plan[("fp16", 0)].state == DONE
+    assert plan[("none", 1)].state == CACHED and not plan[("none", 1)].trains_baseline
+    assert plan[("none", 2)].state == NEW and plan[("none", 2)].trains_baseline
+    # fp16 seed 1 is timed from seed 0's record: its own compute, baselines excluded
+    rec = json.loads(record_path(results, specs[0].run_id).read_text())
+    assert plan[("fp16", 1)].source == "records (1)"
+    assert plan[("fp16", 1)].seconds == rec["cost"]["run_s"]
+    # a baseline to train: eval from the baseline records, plus the training they carry
+    assert plan[("none", 2)].source.startswith("records")
+    assert plan[("none", 2)].seconds > plan[("none", 1)].seconds
+
+
+def test_headline_is_one_configuration_per_family():
+    from bench.headline import HEADLINE
+    from bench.method import expand_methods, families
+
+    built_in = {f for f in families() if not f.startswith("_")}
+    assert set(HEADLINE) == built_in  # a new family must choose its headline
+    variants = expand_methods("headline")
+    assert len(variants) == len(built_in)
+    by = {v.label: v for v in variants}
+    assert by["prune_structured"].stage_overrides == [{"ratio": 0.5}]
+    # --set applies on top, to the stages that have the setting
+    by = {v.label: v for v in expand_methods("headline", {"ratio": 0.25})}
+    assert by["prune_structured+kd"].stage_overrides[0]["ratio"] == 0.25
+    assert len(expand_methods("all")) > 2 * len(variants)  # `all` keeps the full sweeps
+
+
+def test_the_estimate_follows_the_stages_schedules(make_spec, results):
+    """A distiller after pruning fine-tunes (it does not train a fresh student), a cheap
+    student trains on the baseline's schedule, a lossless coder trains nothing."""
+    from bench.budgets import get_budget
+    from bench.tables.estimate import estimate
+
+    quick = get_budget("quick")  # 16 baseline epochs, 3 of fine-tuning
+
+    def static_of(model, kwargs, size):
+        return {"madds": 1e9, "dense_size": 1e6}
+
+    def cost(method, **sets):
+        return estimate(make_spec(method, "enet", budget=quick, **sets), results, 9,
+                        static_of, {make_spec("none", "enet", budget=quick).run_id}).seconds
+
+    kd, pruned_kd = cost("kd"), cost("prune_structured+kd")
+    assert pruned_kd < kd / 2
+    assert cost("cheapconv") > 5 * cost("huffman")
+    assert cost("prune_structured") < pruned_kd
