@@ -39,10 +39,8 @@ def export_model(model: nn.Module, path: Path, *, model_name: str, num_classes: 
 
 def load_model(path: Path) -> tuple[nn.Module, dict[str, Any], list[Stage]]:
     """Rebuild the model an artifact describes. Raises ArtifactError if it cannot."""
-    from bench.method import METHODS
     from models import create_model
 
-    METHODS.names()  # import the plugins: they register the encodings and codecs
     header, state = read_artifact(path)
     try:
         m = header["model"]

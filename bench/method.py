@@ -145,7 +145,8 @@ def _load_plugins() -> None:
     import methods
 
     for mod in pkgutil.iter_modules(methods.__path__):
-        if not mod.name.startswith("_"):
+        # plugins are the modules; subpackages (codecs, quant, ...) are building blocks
+        if not mod.name.startswith("_") and not mod.ispkg:
             importlib.import_module(f"methods.{mod.name}")
     for ep in entry_points(group="segbench.methods"):
         try:

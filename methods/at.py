@@ -23,20 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from bench.method import register_method
-from methods._distill import (
-    DistillMethod,
-    TeacherConfig,
-    resize_like,
-    select_points,
-    validate_layers,
-)
+from methods.distill.layers import attention_map, resize_like, select_points, validate_layers
+from methods.distill.method import DistillMethod, TeacherConfig
 
 NORM_EPS = 1e-12  # F.normalize's default: a map with a smaller norm is a dead layer
-
-
-def attention_map(features: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (N, 1, H, W): the channel mean of the squared activations."""
-    return features.float().pow(2).mean(1, keepdim=True)
 
 
 def at_distance(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:

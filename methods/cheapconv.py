@@ -33,10 +33,9 @@ from torch import nn
 
 from bench.method import Method, NotApplicable, register_method
 from bench.registry import UnknownNameError
-from methods._distill import (
-    find_encoder,
+from methods.distill.layers import find_encoder, probe
+from methods.distill.method import (
     later_stage_trains,
-    probe,
     record_schedule,
     stage_position,
     student_schedule,

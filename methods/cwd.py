@@ -25,15 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.method import register_method
-from methods._distill import (
-    ADAPTERS,
-    DistillMethod,
-    TeacherConfig,
-    point_channels,
-    resize_like,
-    select_points,
-    validate_layers,
-)
+from methods.distill.layers import point_channels, resize_like, select_points, validate_layers
+from methods.distill.method import ADAPTERS, DistillMethod, TeacherConfig
 
 
 def cwd_divergence(student: torch.Tensor, teacher: torch.Tensor, tau: float) -> torch.Tensor:

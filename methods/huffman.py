@@ -1,6 +1,6 @@
 """Huffman coding as a lossless storage stage (Huffman 1952; stage three of Deep
 Compression). It changes no weight: it walks every tensor's blobs and replaces each raw
-blob by its canonical Huffman coding (codec `huffman`, see `_huffman_codec`) wherever that
+blob by its canonical Huffman coding (codec `huffman`, methods/codecs/huffman.py) wherever that
 is smaller, so it composes after any encoding: the b-bit indices and index gaps of
 `kmeans`, a pruning stage's sparse format, or plain dense floats (which barely compress:
 an honest result).
@@ -21,17 +21,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.artifact import ArtifactError, Blob, EncodedTensor, register_codec, torch_dtype
+from bench.artifact import ArtifactError, Blob, EncodedTensor, torch_dtype
 from bench.method import Method, register_method
-from methods import _huffman_codec as codec
+from methods.codecs import huffman as codec
 
 _WORD_BITS = (8, 16, 32)
 _MIN_BLOB = 16  # bytes; below this the code table alone outweighs any saving
-
-
-@register_codec("huffman")
-def decode_huffman(data: bytes, params: dict[str, Any]) -> bytes:
-    return codec.decode(data)
 
 
 def candidate_widths(et: EncodedTensor, key: str, blob: Blob) -> list[int]:

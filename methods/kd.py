@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from bench.method import register_method
-from methods._distill import DistillMethod, TeacherConfig, resize_like
+from methods.distill.layers import resize_like
+from methods.distill.method import DistillMethod, TeacherConfig
 
 
 def kd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor,

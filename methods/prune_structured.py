@@ -25,7 +25,6 @@ The result is a smaller dense model: fewer parameters, MAdds and (usually) laten
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import itertools
 from dataclasses import dataclass, field
@@ -35,11 +34,10 @@ import torch
 from torch import nn
 
 from bench.method import Method, register_method
-from methods._masks import ConfigError, choice
+from methods.pruning.channels import ROOT_TYPES, classifier_layers, no_inplace
+from methods.pruning.masks import ConfigError, choice
 
 IMPORTANCES = ("l1", "l2", "bn_scale", "taylor")
-ROOT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-              nn.ConvTranspose3d, nn.Linear)
 # module attributes that carry a channel count; resized together with the tensors
 SHAPE_ATTRS = ("in_channels", "out_channels", "groups", "num_features", "in_features",
                "out_features", "num_parameters", "num_channels", "num_groups",
@@ -121,12 +119,6 @@ def resize_to_fit(model: nn.Module, shapes: dict[str, dict[str, Any]]) -> nn.Mod
 
 # -- torch-pruning ----------------------------------------------------------------------
 
-def classifier_layers(model: nn.Module, num_classes: int) -> list[nn.Module]:
-    """Layers producing `num_classes` channels: the classifier(s), never pruned."""
-    return [m for m in model.modules() if isinstance(m, ROOT_TYPES)
-            and getattr(m, "out_channels", getattr(m, "out_features", None)) == num_classes]
-
-
 def ignored_by_pattern(model: nn.Module, patterns: list[str]) -> list[nn.Module]:
     named = dict(model.named_modules())
     out = []
@@ -149,21 +141,6 @@ def make_importance(name: str):
     if name == "bn_scale":
         return tp.importance.BNScaleImportance()
     return tp.importance.TaylorImportance()
-
-
-@contextlib.contextmanager
-def no_inplace(model: nn.Module):
-    """Trace with in-place activations switched off: torch-pruning 1.6 loses a conv from
-    its graph when an in-place ReLU follows it directly (VGG in FCN-8s has no BatchNorm
-    between them). Pruning decisions do not depend on it; the flags are restored."""
-    flagged = [m for m in model.modules() if getattr(m, "inplace", None) is True]
-    for m in flagged:
-        m.inplace = False
-    try:
-        yield
-    finally:
-        for m in flagged:
-            m.inplace = True
 
 
 def _runs(model: nn.Module, sizes, device) -> Exception | None:

@@ -18,7 +18,7 @@ What it does to a trained model:
 * re-applies the masks after every optimizer step, so pruned weights stay zero through
   fine-tuning, and bakes them in `finalize`;
 * stores every tensor in the smallest of dense, bitmask and relative-index form
-  (methods/_sparse.py), which is what `size_bytes` measures.
+  (methods/codecs/sparse.py), which is what `size_bytes` measures.
 
 Latency stays that of the dense model: PyTorch runs the zeros through dense kernels, and
 the leaderboard says so (speedup ~1). The saving that a sparse kernel could realise is
@@ -33,7 +33,8 @@ from typing import Any
 from torch import nn
 
 from bench.method import Method, register_method
-from methods._masks import (
+from methods.codecs.sparse import FORMATS, sparsify_state
+from methods.pruning.masks import (
     PROBE_SHAPE,
     SCOPES,
     ConfigError,
@@ -44,7 +45,6 @@ from methods._masks import (
     magnitude_masks,
     prunable_layers,
 )
-from methods._sparse import FORMATS, sparsify_state
 
 SCHEDULES = ("oneshot", "gradual")
 

@@ -1,7 +1,7 @@
 """`ptq`: post-training static quantization, the baseline every QAT row is compared with.
 
 The same folding, placement, brevitas quantizers and calibration as `qat`
-(methods/_qnt_method.py), with no fine-tuning: activation scales come from brevitas's
+(methods/quant/method.py), with no fine-tuning: activation scales come from brevitas's
 calibration (99.999th percentile of each activation over the budget's calibration images,
 the first images of the training split at the evaluation transform, so it is
 deterministic), weight scales from the weights' per-channel maximum magnitude. Shipped and
@@ -9,7 +9,7 @@ timed as an integer ONNX model in onnxruntime, like `qat`.
 """
 
 from bench.method import register_method
-from methods._qnt_method import QuantMethod, QuantMethodConfig
+from methods.quant.method import QuantMethod, QuantMethodConfig
 
 
 @register_method("ptq", family="quant")

@@ -2,16 +2,16 @@
 
 The trained baseline's BatchNorms are folded into their convolutions, its conv /
 transposed-conv / linear layers and activations become brevitas quantized layers
-(methods/_qnt_plan.py says where), activation scales are calibrated on training images,
+(methods/quant/plan.py says where), activation scales are calibrated on training images,
 and the harness's shared loop fine-tunes weights and scales for the budget's fine-tuning
 epochs at the fine-tuning learning rate. The result is frozen to integer weights packed at
-their bit-width and evaluated and timed in onnxruntime (methods/_qnt_method.py).
+their bit-width and evaluated and timed in onnxruntime (methods/quant/method.py).
 """
 
 from dataclasses import dataclass
 
 from bench.method import register_method
-from methods._qnt_method import QuantMethod, QuantMethodConfig
+from methods.quant.method import QuantMethod, QuantMethodConfig
 
 
 @dataclass

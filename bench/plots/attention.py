@@ -1,8 +1,9 @@
 """Attention maps of teacher and student at the layers an `at` run transferred (its layer
 set: output, atrous, all, ...), on one fixed validation image. The map of a layer is the
-channel mean of the squared activations (Zagoruyko & Komodakis), computed by the `at`
-plugin's own `attention_map` at the tap points its `select_points` chooses, so the figure
-shows exactly what the loss compared. Each map is scaled to [0, 1] for display.
+channel mean of the squared activations (Zagoruyko & Komodakis), computed by the
+`attention_map` the `at` plugin uses (methods/distill/layers.py) at the tap points its
+`select_points` chooses, so the figure shows exactly what the loss compared.
+Each map is scaled to [0, 1] for display.
 
 The student is the run's reloaded artifact; the teacher is the cached trained baseline
 the run distilled from (the figure is skipped if that cache is gone: plots never train).
@@ -25,7 +26,7 @@ MAX_POINTS = 6  # rows shown (the first ones of the layer set) to keep the figur
 
 
 def teacher_of(rec: dict) -> tuple[str, dict]:
-    """(zoo name, kwargs) of the teacher, as methods/_distill.py `load_teacher` picks it."""
+    """(zoo name, kwargs) of the teacher, as methods/distill/method.py `load_teacher` picks it."""
     cfg = next(s["config"] for s in rec["config"]["stages"] if s["method"] == "at")
     name = cfg.get("teacher") or rec["model"]
     kwargs = cfg.get("teacher_kwargs") or (
@@ -35,8 +36,7 @@ def teacher_of(rec: dict) -> tuple[str, dict]:
 
 def maps(model: torch.nn.Module, layers, num_classes: int, image: torch.Tensor):
     """[(tap point name, HxW attention map in [0, 1])] of `model` on `image` (1CHW)."""
-    from methods._distill import FeatureTap, select_points
-    from methods.at import attention_map
+    from methods.distill.layers import FeatureTap, attention_map, select_points
 
     points = select_points(model, layers, num_classes, tuple(image.shape))
     tap = FeatureTap(model, points)

@@ -20,8 +20,8 @@ from bench.artifact import (
     read_artifact,
     write_artifact,
 )
+from methods.codecs.codebook import encode_codebook
 from methods.huffman import HuffmanCoding
-from methods.kmeans import encode_codebook
 
 RNG = np.random.default_rng(0)
 HEAD = struct.Struct("<8sIQI")  # magic, version, header length, header CRC32

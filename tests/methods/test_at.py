@@ -8,8 +8,8 @@ from bench.context import RunContext
 from bench.export import export_model, load_model
 from bench.method import METHODS, NotApplicable, Stage
 from bench.registry import UnknownNameError
-from methods._distill import select_points
 from methods.at import at_distance
+from methods.distill.method import select_points
 from models import create_model
 
 CPU = torch.device("cpu")

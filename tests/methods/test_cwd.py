@@ -10,8 +10,8 @@ from torch import nn
 
 from bench.method import METHODS
 from bench.runner import run_one
-from methods._distill import ADAPTERS
 from methods.cwd import cwd_divergence
+from methods.distill.method import ADAPTERS
 from models import create_model
 
 CPU = torch.device("cpu")

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import methods._huffman_codec as hc
+import methods.codecs.huffman as hc
 from bench.artifact import ArtifactError, Blob, EncodedTensor, decode_tensor, encode_state
-from methods._bitpack import pack
+from methods.codecs.bitpack import pack
+from methods.codecs.codebook import encode_codebook
 from methods.huffman import HuffmanCoding, huffman_blob, state_digest
-from methods.kmeans import encode_codebook
 
 RNG = np.random.default_rng(0)
 

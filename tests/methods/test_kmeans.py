@@ -15,7 +15,8 @@ from bench.method import METHODS, PIPELINES, expand_methods
 from bench.registry import UnknownNameError
 from bench.runner import run_one
 from bench.verify import verify_record
-from methods.kmeans import _gap_entries, encode_codebook, kmeans_1d, share_weights
+from methods.codecs.codebook import _gap_entries, encode_codebook
+from methods.kmeans import kmeans_1d, share_weights
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from bench.complexity import count_madds
 from bench.export import export_model, load_model
 from bench.method import expand_methods
 from bench.verify import verify_record
-from methods._masks import ConfigError
 from methods.prune_structured import (
     ROOT_TYPES,
     classifier_layers,
@@ -20,6 +19,7 @@ from methods.prune_structured import (
     no_inplace,
     unsupported_groups,
 )
+from methods.pruning.masks import ConfigError
 from models import cpu_default_models, create_model, list_models
 
 SIZES = [(64, 64), (97, 131), (128, 96)]

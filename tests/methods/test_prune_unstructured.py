@@ -11,14 +11,14 @@ from bench.artifact import state_bytes_dense
 from bench.export import export_model, load_model
 from bench.method import Stage, expand_methods
 from bench.verify import verify_record
-from methods._masks import (
+from methods.prune_unstructured import Config, UnstructuredPruning
+from methods.pruning.masks import (
     ConfigError,
     agp_sparsity,
     first_layers,
     last_layers,
     layer_zero_counts,
 )
-from methods.prune_unstructured import Config, UnstructuredPruning
 
 
 def _method(**kw) -> UnstructuredPruning:
@@ -195,7 +195,7 @@ def test_exclude_pattern_that_matches_nothing_is_an_error(make_ctx):
 
 
 def test_keep_mask_drops_what_a_stable_sort_drops_ties_included():
-    from methods._masks import _keep_mask
+    from methods.pruning.masks import _keep_mask
 
     gen = torch.Generator().manual_seed(0)
     for n in (1, 2, 7, 1000):

@@ -10,7 +10,7 @@ import torch
 from bench.export import load_model
 from bench.method import stages_from_record
 from bench.verify import verify_record
-from methods._qnt_modules import FROZEN_LAYERS, FrozenConv2d, FrozenConvTranspose2d
+from methods.quant.modules import FROZEN_LAYERS, FrozenConv2d, FrozenConvTranspose2d
 from models import list_models
 
 
@@ -80,8 +80,8 @@ def test_ptq_w8a8_end_to_end(make_spec, run_spec, results):
 @pytest.mark.parametrize("name", list_models())
 def test_every_zoo_model_quantizes_or_fails_clearly(name, make_ctx):
     """W8A8 PTQ at 64x64 on random weights: the ONNX model must match PyTorch's."""
-    from methods._onnx_runtime import OrtPredictor, argmax_agreement
-    from methods._qnt_plan import UnsupportedModelError
+    from methods.onnx.runtime import OrtPredictor, argmax_agreement
+    from methods.quant.plan import UnsupportedModelError
 
     torch.manual_seed(0)
     ctx = make_ctx("ptq", name, calibration_images=2)

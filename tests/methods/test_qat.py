@@ -14,10 +14,10 @@ from torch import nn
 from bench.artifact import ArtifactError, Blob, decode_tensor
 from bench.export import load_model
 from bench.verify import verify_record
-from methods._int_pack import encode_int_tensor, pack_codes, unpack_codes
-from methods._qnt_brevitas import calibrate, freeze, to_brevitas
-from methods._qnt_modules import FROZEN_LAYERS, ActQuant, qrange
-from methods._qnt_plan import (
+from methods.codecs.int_pack import encode_int_tensor, pack_codes, unpack_codes
+from methods.quant.brevitas_layers import calibrate, freeze, to_brevitas
+from methods.quant.modules import FROZEN_LAYERS, ActQuant, qrange
+from methods.quant.plan import (
     QuantConfig,
     QuantPlan,
     UnsupportedModelError,
@@ -25,7 +25,7 @@ from methods._qnt_plan import (
     fold_batchnorms,
     plan_quantization,
 )
-from methods._qnt_trace import trace_dataflow
+from methods.quant.trace import trace_dataflow
 
 
 class Tiny(nn.Module):
@@ -200,7 +200,7 @@ def test_qat_training_step_moves_weights_and_learned_scales():
 
 @pytest.mark.parametrize("bits", [2, 4])
 def test_exported_onnx_weights_hold_the_bit_width_per_channel(bits):
-    from methods._onnx_export import export_onnx
+    from methods.onnx.export import export_onnx
 
     x = torch.randn(8, 3, 16, 16)
     m, plan = _brevitas_tiny(bits, 8, x)

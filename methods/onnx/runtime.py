@@ -17,7 +17,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from methods._onnx_export import INPUT_NAME, export_onnx
+from methods.onnx.export import INPUT_NAME, export_onnx
 
 LAYOUTS = ("auto", "nhwc", "nchw")
 

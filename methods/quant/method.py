@@ -1,7 +1,7 @@
 """What QAT and PTQ share: plan, fold, quantize with brevitas, calibrate, freeze, pack,
 reload, and run on onnxruntime.
 
-    compress:  trace the model once -> plan (methods/_qnt_plan.py) -> fold BatchNorms ->
+    compress:  trace the model once -> plan (methods/quant/plan.py) -> fold BatchNorms ->
                brevitas layers -> calibrate activation scales on training images
     fine-tune: QAT only, the harness's shared loop trains weights and scales
     finalize:  freeze to integer layers; time the int8 and the float baseline ONNX models in
@@ -25,17 +25,17 @@ from torch import nn
 from bench.artifact import EncodedTensor
 from bench.atomic import atomic_write_bytes
 from bench.method import Method
-from methods._int_pack import encode_int_tensor
-from methods._onnx_export import export_onnx
-from methods._onnx_runtime import (
+from methods.codecs.int_pack import encode_int_tensor
+from methods.onnx.export import export_onnx
+from methods.onnx.runtime import (
     LAYOUTS,
     OrtPredictor,
     argmax_agreement,
     count_ops,
     paired_latency,
 )
-from methods._qnt_modules import FROZEN_LAYERS, ActQuant, qrange
-from methods._qnt_plan import (
+from methods.quant.modules import FROZEN_LAYERS, ActQuant, qrange
+from methods.quant.plan import (
     QuantConfig,
     QuantPlan,
     apply_frozen_structure,
@@ -43,7 +43,7 @@ from methods._qnt_plan import (
     fold_batchnorms,
     plan_quantization,
 )
-from methods._qnt_trace import trace_dataflow
+from methods.quant.trace import trace_dataflow
 
 # onnxruntime vs the PyTorch quantized model, fraction of pixels whose argmax agrees.
 # The integer kernels and the float reference round a rare code differently, and at 4-bit
@@ -91,7 +91,7 @@ class QuantMethod(Method):
 
     # -- compression -----------------------------------------------------------------
     def compress(self, model: nn.Module, ctx) -> nn.Module:
-        from methods._qnt_brevitas import calibrate, to_brevitas  # slow import: only here
+        from methods.quant.brevitas_layers import calibrate, to_brevitas  # slow import: only here
 
         n = self.config.calibration_images or ctx.budget.calibration_images
         images = ctx.calibration_images(n)
@@ -112,7 +112,7 @@ class QuantMethod(Method):
         return model
 
     def finalize(self, model: nn.Module, ctx) -> nn.Module:
-        from methods._qnt_brevitas import freeze
+        from methods.quant.brevitas_layers import freeze
 
         model = freeze(model, self._require_plan())
         model.eval()
