@@ -9,7 +9,7 @@ from bench.export import export_model, load_model
 from bench.method import METHODS, NotApplicable, Stage
 from bench.registry import UnknownNameError
 from methods.at import at_distance
-from methods.distill.method import select_points
+from methods.distill.layers import select_points
 from models import create_model
 
 CPU = torch.device("cpu")
