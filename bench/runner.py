@@ -103,7 +103,7 @@ def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
     timings["compress_s"] = timings["finetune_s"] = 0.0
     for st in stages:
         t = time.perf_counter()
-        model = st.method.compress(model, ctx).to(ctx.device)
+        model = st.method.compress(ctx, model).to(ctx.device)
         timings["compress_s"] += time.perf_counter() - t
         active.append(st)
         epochs = st.method.finetune_epochs(ctx)
@@ -114,7 +114,7 @@ def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
                       log_csv=ctx.results / "logs" / f"{spec.run_id}-{st.name}.csv")
             timings["finetune_s"] += time.perf_counter() - t
     for st in stages:
-        model = st.method.finalize(model, ctx)
+        model = st.method.finalize(ctx, model)
     model.eval()
 
     t = time.perf_counter()

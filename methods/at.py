@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from bench.config import setting
 from bench.method import register_method
 from methods.distill.layers import attention_map, resize_like, select_points, validate_layers
 from methods.distill.method import DistillMethod, TeacherConfig
@@ -55,12 +56,11 @@ class AttentionTransfer(DistillMethod):
     @dataclass
     class Config(TeacherConfig):
         layers: Any = "all"  # all | atrous | output | stages | [module names]
-        beta: float = 1000.0
+        beta: float = setting(1000.0, ge=0.0)
 
-    def validate(self) -> None:
-        validate_layers(self.config.layers)
-        if not self.config.beta >= 0:
-            raise ValueError(f"at: beta must be >= 0, got {self.config.beta}")
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            validate_layers(self.layers)
 
     def tap_points(self, student, teacher, ctx):
         def pts(m):

@@ -16,12 +16,14 @@ run), and `verify` calls it again.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from bench.artifact import ArtifactError, Blob, EncodedTensor, torch_dtype
+from bench.facts import Fact
 from bench.method import Method, register_method
 from methods.codecs import huffman as codec
 
@@ -75,13 +77,24 @@ def state_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+@dataclass
+class HuffmanStats(Fact):
+    """Blobs Huffman-coded (of all blobs) and the payload before and after."""
+
+    key: ClassVar[str] = "huffman"
+    blobs_coded: int
+    blobs: int
+    payload_bytes_before: int
+    payload_bytes_after: int
+
+
 @register_method("huffman", family="coding")
 class HuffmanCoding(Method):
     """Lossless: canonical Huffman coding of every blob of the artifact."""
 
     version = 1
 
-    def encode(self, model, tensors: dict[str, EncodedTensor], ctx) -> dict[str, EncodedTensor]:
+    def encode(self, ctx, model, tensors: dict[str, EncodedTensor]) -> dict[str, EncodedTensor]:
         out, before, after, coded = {}, 0, 0, 0
         for name, et in tensors.items():
             blobs = {k: huffman_blob(et, k, b) for k, b in et.blobs.items()}
@@ -89,11 +102,9 @@ class HuffmanCoding(Method):
             after += sum(len(b.data) for b in blobs.values())
             coded += sum(b.codec == "huffman" for b in blobs.values())
             out[name] = EncodedTensor(et.encoding, et.shape, et.dtype, et.params, blobs)
-        if ctx is not None:
-            ctx.extras["huffman"] = {"blobs_coded": coded,
-                                     "blobs": sum(len(e.blobs) for e in tensors.values()),
-                                     "payload_bytes_before": before,
-                                     "payload_bytes_after": after}
+        ctx.report(HuffmanStats(blobs_coded=coded,
+                                blobs=sum(len(e.blobs) for e in tensors.values()),
+                                payload_bytes_before=before, payload_bytes_after=after))
         return out
 
     def artifact_meta(self, model: nn.Module) -> dict[str, Any]:

@@ -21,12 +21,14 @@ Whichever is smaller is written; `huffman` can then entropy-code both index stre
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from bench.config import Settings, setting
+from bench.facts import Fact
 from bench.method import Method, register_method
 from bench.registry import UnknownNameError
 from methods.codecs.codebook import encode_codebook
@@ -164,26 +166,24 @@ def share_weights(weight: torch.Tensor, bits: int, init: str, iterations: int,
 # -- the method ---------------------------------------------------------------------------
 
 @dataclass
-class KMeansConfig:
-    bits: int = 5  # index bits of the inner conv / linear layers (2**bits shared values)
-    first_last_bits: int = 8  # of the first and the last layer run (most sensitive)
-    init: str = "linear"  # centroid initialisation: linear | density | random
-    iterations: int = 30  # Lloyd iterations
-    finetune_epochs: int = -1  # centroid fine-tuning epochs; -1: the budget's
+class KMeansClusters(Fact):
+    """What was clustered: layers, weights, their mean index bits, the wide (8-bit) ends."""
 
-    def __post_init__(self):
-        for key in ("bits", "first_last_bits"):
-            v = getattr(self, key)
-            if not isinstance(v, int) or not 1 <= v <= 16:
-                raise UnknownNameError(f"kmeans {key} must be an integer in 1..16, got {v!r}")
-        if self.init not in INITS:
-            raise UnknownNameError(f"unknown kmeans init {self.init!r}; valid choices: "
-                                   f"{', '.join(INITS)}")
-        if not isinstance(self.iterations, int) or self.iterations < 1:
-            raise UnknownNameError(f"kmeans iterations must be >= 1, got {self.iterations!r}")
-        if not isinstance(self.finetune_epochs, int) or self.finetune_epochs < -1:
-            raise UnknownNameError("kmeans finetune_epochs must be -1 (budget) or >= 0, got "
-                                   f"{self.finetune_epochs!r}")
+    key: ClassVar[str] = "kmeans"
+    layers: int
+    shared_weights: int
+    mean_bits: float
+    first_last: list[str]
+
+
+@dataclass
+class KMeansStorage(Fact):
+    """How the `codebook` encoding stored them: layers per layout, index bytes."""
+
+    key: ClassVar[str] = "kmeans"
+    dense: int
+    sparse: int
+    index_bytes: int
 
 
 @register_method("kmeans", family="weight_sharing")
@@ -191,15 +191,23 @@ class KMeansSharing(Method):
     """k-means weight sharing with centroid fine-tuning."""
 
     version = 1
-    Config = KMeansConfig
     sweep = [{"bits": 2}, {"bits": 3}, {"bits": 4}, {"bits": 5}]
+
+    @dataclass
+    class Config(Settings):
+        # index bits of the inner conv / linear layers (2**bits shared values)
+        bits: int = setting(5, ge=1, le=16)
+        first_last_bits: int = setting(8, ge=1, le=16)  # the first and last layer run
+        init: str = setting("linear", choices=INITS)  # centroid initialisation
+        iterations: int = setting(30, ge=1)  # Lloyd iterations
+        finetune_epochs: int = setting(-1, ge=-1)  # centroid fine-tuning epochs; -1: budget's
 
     def __init__(self, config=None):
         super().__init__(config)
         self.layer_bits: dict[str, int] = {}
         self._shared: dict[str, _Shared] = {}
 
-    def compress(self, model: nn.Module, ctx) -> nn.Module:
+    def compress(self, ctx, model: nn.Module) -> nn.Module:
         layers = weight_layers(model)
         order = execution_order(model, list(layers), ctx.input_shape)
         ends = {order[0], order[-1]} if order else set()
@@ -220,13 +228,11 @@ class KMeansSharing(Method):
             self._shared[name] = info
             self.layer_bits[name] = bits
         n = sum(layers[k].weight.numel() for k in self.layer_bits)
-        ctx.extras["kmeans"] = {
-            "layers": len(self.layer_bits),
-            "shared_weights": n,
-            "mean_bits": sum(b * layers[k].weight.numel() for k, b in self.layer_bits.items())
+        ctx.report(KMeansClusters(
+            layers=len(self.layer_bits), shared_weights=n,
+            mean_bits=sum(b * layers[k].weight.numel() for k, b in self.layer_bits.items())
             / max(n, 1),
-            "first_last": sorted(ends),
-        }
+            first_last=sorted(ends)))
         return model
 
     def finetune_epochs(self, ctx) -> int:
@@ -237,7 +243,7 @@ class KMeansSharing(Method):
         for name, info in self._shared.items():
             info.retie(_leaf(model.get_submodule(name)))
 
-    def finalize(self, model: nn.Module, ctx) -> nn.Module:
+    def finalize(self, ctx, model: nn.Module) -> nn.Module:
         for name, info in self._shared.items():
             if info.handle is not None:
                 info.handle.remove()
@@ -253,7 +259,7 @@ class KMeansSharing(Method):
         return model
 
     # -- artifact -----------------------------------------------------------------------
-    def encode(self, model, tensors, ctx):
+    def encode(self, ctx, model, tensors):
         out = dict(tensors)
         stats = {"dense": 0, "sparse": 0, "index_bytes": 0}
         for name, bits in self.layer_bits.items():
@@ -267,8 +273,7 @@ class KMeansSharing(Method):
             stats[et.params["layout"]] += 1
             stats["index_bytes"] += sum(len(b.data) for k, b in et.blobs.items()
                                         if k != "codebook")
-        if ctx is not None:
-            ctx.extras.setdefault("kmeans", {}).update(stats)
+        ctx.report(KMeansStorage(**stats))
         return out
 
     def artifact_meta(self, model: nn.Module) -> dict[str, Any]:

@@ -8,6 +8,8 @@ deterministic), weight scales from the weights' per-channel maximum magnitude. S
 timed as an integer ONNX model in onnxruntime, like `qat`.
 """
 
+from dataclasses import dataclass
+
 from bench.method import register_method
 from methods.quant.method import QuantMethod, QuantMethodConfig
 
@@ -15,5 +17,8 @@ from methods.quant.method import QuantMethod, QuantMethodConfig
 @register_method("ptq", family="quant")
 class PTQ(QuantMethod):
     version = 1
-    Config = QuantMethodConfig
     sweep = [{"weight_bits": 8, "act_bits": 8}]
+
+    @dataclass
+    class Config(QuantMethodConfig):
+        """Post-training quantization: no settings beyond the shared ones."""

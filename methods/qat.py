@@ -10,19 +10,14 @@ their bit-width and evaluated and timed in onnxruntime (methods/quant/method.py)
 
 from dataclasses import dataclass
 
+from bench.config import setting
 from bench.method import register_method
 from methods.quant.method import QuantMethod, QuantMethodConfig
-
-
-@dataclass
-class QATConfig(QuantMethodConfig):
-    epochs: int | None = None  # fine-tuning epochs; null: the budget's finetune_epochs
 
 
 @register_method("qat", family="quant")
 class QAT(QuantMethod):
     version = 1
-    Config = QATConfig
     sweep = [
         {"weight_bits": 8, "act_bits": 8},
         {"weight_bits": 4, "act_bits": 8},
@@ -30,11 +25,10 @@ class QAT(QuantMethod):
         {"weight_bits": 2, "act_bits": 8},
     ]
 
-    def __init__(self, config=None):
-        super().__init__(config)
-        e = self.config.epochs
-        if e is not None and (not isinstance(e, int) or e < 0):
-            raise ValueError(f"epochs must be a non-negative integer or null, got {e!r}")
+    @dataclass
+    class Config(QuantMethodConfig):
+        # fine-tuning epochs; null: the budget's finetune_epochs
+        epochs: int | None = setting(None, ge=0)
 
     def finetune_epochs(self, ctx) -> int:
         e = self.config.epochs

@@ -17,21 +17,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
+from bench.facts import Teacher, read
 from bench.plots import loading
 from bench.plots import records as R
 from bench.plots.style import save, slug
 
 IMAGE_INDEX = 0  # the fixed validation image
 MAX_POINTS = 6  # rows shown (the first ones of the layer set) to keep the figure readable
-
-
-def teacher_of(rec: dict) -> tuple[str, dict]:
-    """(zoo name, kwargs) of the teacher, as methods/distill/method.py `load_teacher` picks it."""
-    cfg = next(s["config"] for s in rec["config"]["stages"] if s["method"] == "at")
-    name = cfg.get("teacher") or rec["model"]
-    kwargs = cfg.get("teacher_kwargs") or (
-        rec["config"].get("model_kwargs", {}) if name == rec["model"] else {})
-    return name, dict(kwargs)
 
 
 def maps(model: torch.nn.Module, layers, num_classes: int, image: torch.Tensor):
@@ -101,8 +93,13 @@ def plot(results: Path, out_dir: Path, models: list[str] | None = None) -> list[
         if key in seen:  # one figure per student variant, pipeline and layer set
             continue
         seen.add(key)
-        t_name, t_kw = teacher_of(rec)
-        teacher = loading.cached_baseline(rec, results, t_name, t_kw)
+        fact = read(rec, Teacher)  # the teacher the run reports it distilled from
+        if fact is None:
+            print(f"plots: skip attention of run {rec['run_id']}: its record names no "
+                  f"teacher", file=sys.stderr)
+            continue
+        t_name = fact.model
+        teacher = loading.cached_baseline(rec, results, t_name, fact.model_kwargs)
         if teacher is None:
             print(f"plots: skip attention of run {rec['run_id']}: the teacher's cached "
                   f"baseline ({t_name}) is not under {results}/cache", file=sys.stderr)

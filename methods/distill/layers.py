@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.config import ConfigError
 from bench.method import NotApplicable
 from bench.registry import UnknownNameError
 
@@ -99,13 +100,12 @@ class TapPoint:
 
 
 def validate_layers(layers: Any, setting: str = "layers") -> None:
+    """A layer set's name or a non-empty list of module names, else ConfigError."""
     ok = isinstance(layers, str) and layers in LAYER_SETS
     ok = ok or (isinstance(layers, list) and layers and all(isinstance(x, str) for x in layers))
     if not ok:
-        raise UnknownNameError(
-            f"unknown {setting} {layers!r}; valid choices: {', '.join(LAYER_SETS)}, "
-            f"or a JSON list of module names"
-        )
+        raise ConfigError(setting, layers, f"one of {', '.join(LAYER_SETS)}, or a JSON list "
+                          "of module names")
 
 
 def _has_params(m: nn.Module) -> bool:

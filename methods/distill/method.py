@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from bench.config import ConfigError, Settings, setting
+from bench.facts import Distill, DistillLoss, StudentTraining, Teacher
 from bench.method import METHODS, Method
 from methods.distill.layers import FeatureTap, TapPoint
 
@@ -38,21 +40,20 @@ from methods.distill.layers import FeatureTap, TapPoint
 
 
 @dataclass
-class TeacherConfig:
+class TeacherConfig(Settings):
     """The settings every distillation method shares (its Config subclasses this)."""
 
     teacher: str = ""  # zoo model of the teacher; "" = the student's own model
-    teacher_kwargs: dict = field(default_factory=dict)  # its model kwargs ({}: as the run's)
+    teacher_kwargs: dict = setting({})  # its model kwargs ({}: as the run's)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.teacher:
+            from models import MODELS
 
-def validate_teacher(name: str, kwargs: Any) -> None:
-    """"" (the run's own model) or a zoo model name; an unknown name lists the zoo."""
-    if name:
-        from models import MODELS
-
-        MODELS.get(name)  # raises UnknownNameError naming the valid models
-    if not isinstance(kwargs, dict):
-        raise ValueError(f"teacher_kwargs must be a JSON object, got {kwargs!r}")
+            if self.teacher not in MODELS:
+                raise ConfigError("teacher", self.teacher, '"" (the run\'s own model) or '
+                                  "a zoo model: " + ", ".join(MODELS.names()))
 
 
 def teacher_spec(config: TeacherConfig, model: str, model_kwargs: dict[str, Any]
@@ -73,21 +74,15 @@ def freeze(model: nn.Module) -> nn.Module:
 
 def load_teacher(ctx, config: TeacherConfig) -> nn.Module:
     """The frozen trained baseline of the configured teacher, evaluated once on the
-    validation split; who it is and what it cost go to `ctx.extras["teacher"]`."""
+    validation split; who it is and what it cost go to the record (`facts.Teacher`)."""
     name, kwargs = teacher_spec(config, ctx.spec.model, ctx.spec.model_kwargs)
     teacher, info = ctx.baseline(name, **kwargs)
     freeze(teacher)
     scores = ctx.evaluate(teacher, desc=f"eval teacher {name}")
     train = info.get("train", {})
-    ctx.extras["teacher"] = {
-        "model": name,
-        "model_kwargs": kwargs,
-        "run_id": info.get("run_id"),
-        "train_seconds": train.get("seconds"),
-        "train_steps": train.get("steps"),
-        "trained_now": info.get("trained_now"),
-        "miou": scores["miou"],
-    }
+    ctx.report(Teacher(model=name, model_kwargs=kwargs, run_id=info.get("run_id"),
+                       train_seconds=train.get("seconds"), train_steps=train.get("steps"),
+                       trained_now=info.get("trained_now"), miou=scores["miou"]))
     return teacher
 
 
@@ -102,23 +97,19 @@ def stage_position(ctx, name: str) -> int:
     return names.index(name)
 
 
-def _flag(method_name: str, attr: str) -> bool:
-    return bool(getattr(METHODS.get(method_name), attr, False))
-
-
 def starts_fresh(ctx, position: int) -> bool:
     """True when every stage before `position` builds a fresh student (or there is none):
     the model reaching `position` is untrained and must get the full training schedule."""
-    return all(_flag(s["method"], "builds_student") for s in ctx.spec.stages[:position])
+    return all(METHODS.get(s["method"]).builds_student for s in ctx.spec.stages[:position])
 
 
 def later_stage_trains(ctx, position: int) -> bool:
     """True when a stage after `position` trains the student itself (a distiller)."""
-    return any(_flag(s["method"], "trains_student") for s in ctx.spec.stages[position + 1 :])
+    return any(METHODS.get(s["method"]).trains_student for s in ctx.spec.stages[position + 1 :])
 
 
 def check_single_distiller(ctx) -> None:
-    names = [s["method"] for s in ctx.spec.stages if _flag(s["method"], "trains_student")]
+    names = [s["method"] for s in ctx.spec.stages if METHODS.get(s["method"]).trains_student]
     if len(names) > 1:
         raise ValueError(
             f"pipeline {ctx.spec.method!r} has {len(names)} distillation stages "
@@ -154,10 +145,12 @@ def student_schedule(ctx, fresh: bool) -> tuple[int, float]:
     return ctx.budget.finetune_epochs, ctx.budget.lr * ctx.budget.finetune_lr_scale
 
 
-def record_schedule(ctx, method: Method, fresh: bool, position: int) -> None:
+def record_schedule(ctx, method: Method, fresh: bool, position: int,
+                    init: str | None = None) -> None:
+    """Report how the student is trained; `init` overrides where it starts from."""
     epochs, lr = student_schedule(ctx, fresh)
-    ctx.extras["student_training"] = {"trained_by": method.name, "epochs": epochs, "lr": lr,
-                                      "init": _student_origin(ctx, position, fresh)}
+    ctx.report(StudentTraining(trained_by=method.name, epochs=epochs, lr=lr,
+                               init=init or _student_origin(ctx, position, fresh)))
 
 
 # -- the base class of kd, at, cwd -------------------------------------------------------------
@@ -170,12 +163,10 @@ class DistillMethod(Method):
     the task loss with a distillation term. Subclasses define `combine`, and where they
     read features `tap_points` and `make_adapters` (default: none)."""
 
-    trains_student: ClassVar[bool] = True
+    trains_student = True
 
     def __init__(self, config: Any | None = None):
         super().__init__(config)
-        validate_teacher(self.config.teacher, self.config.teacher_kwargs)
-        self.validate()
         self._teacher: nn.Module | None = None
         self._taps: tuple[FeatureTap, FeatureTap] | None = None
         self._fresh = False
@@ -183,9 +174,6 @@ class DistillMethod(Method):
         self._steps = 0
 
     # -- for subclasses -------------------------------------------------------------------
-    def validate(self) -> None:
-        """Raise on a bad config (runs when the grid is built, before any training)."""
-
     def tap_points(self, student: nn.Module, teacher: nn.Module,
                    ctx) -> tuple[list[TapPoint], list[TapPoint]]:
         """Activations to capture on (student, teacher), paired by position."""
@@ -203,7 +191,7 @@ class DistillMethod(Method):
         raise NotImplementedError
 
     # -- the Method hooks -----------------------------------------------------------------
-    def compress(self, model: nn.Module, ctx) -> nn.Module:
+    def compress(self, ctx, model: nn.Module) -> nn.Module:
         check_single_distiller(ctx)
         pos = stage_position(ctx, self.name)
         fresh = starts_fresh(ctx, pos)
@@ -224,12 +212,9 @@ class DistillMethod(Method):
             student.add_module(ADAPTERS, adapters.to(ctx.device))
         self._fresh = fresh
         record_schedule(ctx, self, fresh, pos)
-        ctx.extras["distill"] = {
-            "method": self.name,
-            "student_layers": [str(p) for p in s_pts],
-            "teacher_layers": [str(p) for p in t_pts],
-            "undistilled_run_id": undistilled_run_id(ctx, pos),
-        }
+        ctx.report(Distill(method=self.name, student_layers=[str(p) for p in s_pts],
+                           teacher_layers=[str(p) for p in t_pts],
+                           undistilled_run_id=undistilled_run_id(ctx, pos)))
         return student
 
     def finetune_epochs(self, ctx) -> int:
@@ -257,15 +242,14 @@ class DistillMethod(Method):
         self._steps += 1
         return total
 
-    def finalize(self, model: nn.Module, ctx) -> nn.Module:
+    def finalize(self, ctx, model: nn.Module) -> nn.Module:
         if self._taps is not None:
             for tap in self._taps:
                 tap.remove()
             self._taps = None
         if ADAPTERS in model._modules:
             delattr(model, ADAPTERS)
-        if self._steps and ctx is not None:
-            ctx.extras.setdefault("distill", {})["mean_loss_terms"] = {
-                k: v / self._steps for k, v in self._sums.items()}
+        if self._steps:
+            ctx.report(DistillLoss({k: v / self._steps for k, v in self._sums.items()}))
         self._teacher = None
         return model

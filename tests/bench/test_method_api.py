@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 import methods
+from bench.config import Settings
 from bench.method import (
     METHODS,
     PIPELINE_MODULES,
@@ -68,7 +69,7 @@ def test_unknown_setting_names_valid_settings():
 
 
 @dataclass
-class _Cfg:
+class _Cfg(Settings):
     level: int = 1
     mode: str = "a"
 

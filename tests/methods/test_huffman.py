@@ -10,6 +10,7 @@ import torch
 
 import methods.codecs.huffman as hc
 from bench.artifact import ArtifactError, Blob, EncodedTensor, decode_tensor, encode_state
+from bench.facts import FactLog
 from methods.codecs.bitpack import pack
 from methods.codecs.codebook import encode_codebook
 from methods.huffman import HuffmanCoding, huffman_blob, state_digest
@@ -125,7 +126,7 @@ def test_stage_codes_index_blobs_at_their_width_and_dense_floats_honestly():
                                 p=[0.05, 0.2, 0.5, 0.2, 0.05]), dtype=torch.float32)
     tensors = {"q.weight": encode_codebook(w, 3),
                **encode_state({"d.weight": torch.randn(128, 64), "n": torch.tensor(3)})}
-    coded = HuffmanCoding().encode(None, tensors, None)
+    coded = HuffmanCoding().encode(FactLog(), None, tensors)
     idx_before = len(tensors["q.weight"].blobs["indices"].data)
     assert coded["q.weight"].blobs["indices"].codec == "huffman"
     assert len(coded["q.weight"].blobs["indices"].data) < 0.75 * idx_before
