@@ -5,69 +5,35 @@ results go to files, progress and errors to stderr."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from bench.budgets import BUDGETS, get_budget
+from bench.config import ConfigError
+from bench.options import (
+    UsageError,
+    add_compute_options,
+    add_data_options,
+    add_results_option,
+    device,
+    parse_sets,
+    split_sets,
+    train_config,
+)
 from bench.registry import UnknownNameError
-
-DEFAULT_RESULTS = Path("results")
-
-
-class UsageError(Exception):
-    """Bad command-line input: printed as one line, exit status 2."""
-
-
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise UsageError(f"--set expects key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
-
-
-def split_sets(sets: dict[str, Any]) -> tuple[dict, dict, dict, dict]:
-    """--set keys by target: train.*, model.*, budget.*, and the rest for the method."""
-    train, model, budget, method = {}, {}, {}, {}
-    for k, v in sets.items():
-        head, _, tail = k.partition(".")
-        if head == "train" and tail:
-            train[tail] = v
-        elif head == "model" and tail:
-            model[tail] = v
-        elif head == "budget" and tail:
-            budget[tail] = v
-        else:
-            method[k] = v
-    return train, model, budget, method
 
 
 def build_specs(args) -> list:
-    import dataclasses
-
     from bench.data import DATASETS
     from bench.method import expand_methods
-    from bench.spec import RunSpec, TrainConfig
+    from bench.spec import RunSpec
     from models import MODELS, cpu_default_models
 
     train_o, model_o, budget_o, method_o = split_sets(parse_sets(args.set or []))
     DATASETS.get(args.dataset)
     budget = get_budget(args.budget, budget_o)
-    valid_train = {f.name for f in dataclasses.fields(TrainConfig)}
-    bad = sorted(set(train_o) - valid_train)
-    if bad:
-        raise UnknownNameError(f"unknown train setting(s) {', '.join(bad)}; valid: "
-                               f"{', '.join(sorted(valid_train))}")
-    train = TrainConfig(**train_o)
-    train.validate()
+    train = train_config(train_o)
     names = [m.strip() for m in (args.model or "").split(",") if m.strip()]
     names = names or cpu_default_models()
     for n in names:
@@ -89,16 +55,12 @@ def cmd_run(args) -> int:
     from bench.executors import EXECUTORS, run_specs
     from bench.leaderboard import write_leaderboard
     from bench.records import NOT_APPLICABLE, OK
-    from bench.runner import resolve_device
 
     specs = build_specs(args)
     if args.executor not in EXECUTORS:
         raise UsageError(f"unknown executor {args.executor!r}; valid choices: "
                          f"{', '.join(EXECUTORS)}")
-    try:
-        resolve_device(args.device)
-    except (RuntimeError, ValueError) as e:
-        raise UsageError(str(e)) from None
+    device(args.device)
     results = Path(args.results)
     records = run_specs(specs, executor=args.executor, results=results, device=args.device,
                         data_root=Path(args.data_root) if args.data_root else None,
@@ -195,20 +157,18 @@ def make_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the grid of methods x models x seeds")
     r.add_argument("--method", default="none", help="plugin, family, a,b list, a+b pipeline, all")
     r.add_argument("--model", default="", help="comma list of zoo models (default: CPU subset)")
-    r.add_argument("--dataset", default="synthetic")
-    r.add_argument("--data-root", default=None, help="root of a real dataset on local disk")
+    add_data_options(r)
     r.add_argument("--budget", default="quick", help="smoke | quick | full")
     r.add_argument("--seeds", type=int, default=1, help="run seeds 0..N-1")
-    r.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    r.add_argument("--threads", type=int, default=None, help="torch CPU threads (recorded)")
+    add_compute_options(r)
     r.add_argument("--executor", default="local", help="local | ray (RAY_ADDRESS to join)")
-    r.add_argument("--results", default=str(DEFAULT_RESULTS))
+    add_results_option(r)
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override: <method field>, <stage>.<field>, train.*, model.*, budget.*")
     r.set_defaults(fn=cmd_run)
 
     lb = sub.add_parser("leaderboard", help="write leaderboard.md and leaderboard.csv")
-    lb.add_argument("--results", default=str(DEFAULT_RESULTS))
+    add_results_option(lb)
     lb.set_defaults(fn=cmd_leaderboard)
 
     ls = sub.add_parser("list", help="list models, methods, datasets or budgets")
@@ -222,7 +182,7 @@ def make_parser() -> argparse.ArgumentParser:
     z.set_defaults(fn=cmd_zoo)
 
     v = sub.add_parser("verify", help="reload every artifact and confirm its recorded results")
-    v.add_argument("--results", default=str(DEFAULT_RESULTS))
+    add_results_option(v)
     v.add_argument("--device", default="cpu")
     v.add_argument("--run", action="append", metavar="RUN_ID",
                    help="verify only this run (a run-id prefix; repeatable)")
@@ -232,21 +192,19 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--table", action="append", metavar="ID", help="table id (repeatable)")
     t.add_argument("--list", action="store_true", help="list the table ids and exit")
     t.add_argument("--budget", default="quick")
-    t.add_argument("--dataset", default="synthetic")
-    t.add_argument("--data-root", default=None)
+    add_data_options(t)
     t.add_argument("--dry-run", action="store_true", help="list missing runs and their cost")
     t.add_argument("--no-train", action="store_true",
                    help="only the columns that need no training (params, MAdds, dense size)")
-    t.add_argument("--device", default="auto")
-    t.add_argument("--threads", type=int, default=None)
+    add_compute_options(t)
     t.add_argument("--executor", default="local", choices=["local", "ray"],
                    help="local | ray: run the missing runs in parallel workers")
-    t.add_argument("--results", default=str(DEFAULT_RESULTS))
+    add_results_option(t)
     t.add_argument("--set", action="append", metavar="KEY=VALUE")
     t.set_defaults(fn=cmd_tables)
 
     pl = sub.add_parser("plots", help="draw the figures from the run records")
-    pl.add_argument("--results", default=str(DEFAULT_RESULTS))
+    add_results_option(pl)
     pl.add_argument("--model", default="", help="comma list (default: every model with runs)")
     pl.add_argument("--kind", default="", help="comma list of figure kinds (default: all of "
                     "pareto, sparsity, attention, predictions, sensitivity)")
@@ -267,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.fn(args)
-    except (UsageError, UnknownNameError) as e:
+    except (UsageError, UnknownNameError, ConfigError) as e:
         print(f"segbench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -32,6 +32,7 @@ from bench.budgets import Budget, get_budget
 from bench.context import RunContext
 from bench.evaluate import evaluate
 from bench.method import METHODS
+from bench.options import UsageError, parse_sets
 from bench.registry import UnknownNameError
 from bench.spec import RunSpec
 from bench.train import make_loader
@@ -207,8 +208,6 @@ def plot_sensitivity(rows: list[dict], path: Path, title: str = "") -> Path:
 
 
 def _budget_overrides(items: list[str]) -> dict:
-    from bench.cli import UsageError, parse_sets
-
     try:
         sets = parse_sets(items)
     except UsageError as e:
