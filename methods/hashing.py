@@ -29,7 +29,7 @@ from torch.nn.utils import parametrize
 from bench.config import Settings, setting
 from bench.facts import Fact
 from bench.method import Method, register_method
-from methods.kmeans import weight_layers
+from methods.pruning.masks import weight_layers
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 

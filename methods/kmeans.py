@@ -32,18 +32,12 @@ from bench.facts import Fact
 from bench.method import Method, register_method
 from bench.registry import UnknownNameError
 from methods.codecs.codebook import encode_codebook
+from methods.pruning.masks import weight_layers
 
 INITS = ("linear", "density", "random")
 
 
 # -- which layers -------------------------------------------------------------------------
-
-def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Conv and linear layers that own a weight tensor, by module name."""
-    return {name: m for name, m in model.named_modules()
-            if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))
-            and isinstance(getattr(m, "weight", None), torch.Tensor)}
-
 
 def execution_order(model: nn.Module, names: list[str], input_shape) -> list[str]:
     """`names` in the order a forward pass calls them (registration order may differ)."""

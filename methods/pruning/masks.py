@@ -24,7 +24,8 @@ PROBE_SHAPE = (1, 3, 64, 64)
 
 
 def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Convolutions and linear layers with a weight, by qualified name, in module order."""
+    """Convolutions and linear layers with a weight, by qualified name, in module order
+    (what pruning, k-means sharing and hashing operate on)."""
     return {n: m for n, m in model.named_modules()
             if isinstance(m, WEIGHT_LAYERS)
             and isinstance(getattr(m, "weight", None), torch.Tensor)}
