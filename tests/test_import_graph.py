@@ -111,6 +111,16 @@ def test_no_module_imports_one_that_imports_it_back():
     assert cycles(graph) == []
 
 
+def test_nothing_imports_a_plugin():
+    """Plugins (the modules directly in methods/) are leaves: the harness, the building
+    blocks and other plugins use the subpackages, never a plugin's internals."""
+    plugins = {n for n, p in MODULES.items()
+               if n.count(".") == 1 and n.startswith("methods.") and p.name != "__init__.py"}
+    assert plugins  # the walk found them
+    offenders = {n: sorted(imports_of(n, p) & plugins) for n, p in MODULES.items()}
+    assert {n: v for n, v in offenders.items() if v} == {}
+
+
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if not n.endswith("__main__")))
 def test_every_module_imports(name):  # a __main__ runs its command on import
     importlib.import_module(name)
