@@ -167,6 +167,16 @@ def validate(config: Any) -> None:
             raise ConfigError(f.name, v, describe_field(f, tp))
 
 
+def check_types(cls: type, overrides: dict[str, Any], prefix: str = "") -> None:
+    """ConfigError for the first override whose value does not fit the annotation of
+    the dataclass field it sets (for `--set budget.*` and `train.*`, whose dataclasses
+    are not Settings)."""
+    hints = field_types(cls)
+    for k, v in overrides.items():
+        if k in hints and not matches(v, hints[k]):
+            raise ConfigError(prefix + k, v, type_words(hints[k]))
+
+
 @dataclass
 class Settings:
     """Base of every method's `Config`: checks types and declared ranges on creation."""

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.config import check_types
 from bench.registry import UnknownNameError
 
 DEFAULT_RESULTS = Path("results")
@@ -59,6 +60,7 @@ def train_config(overrides: dict[str, Any]):
     if bad:
         raise UnknownNameError(f"unknown train setting(s) {', '.join(bad)}; valid: "
                                f"{', '.join(sorted(valid))}")
+    check_types(TrainConfig, overrides, "train.")
     train = TrainConfig(**overrides)
     train.validate()
     return train
