@@ -32,6 +32,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -99,13 +100,16 @@ class EncodedTensor:
 
 # packages whose modules register encodings and codecs when imported; loaded by name on
 # first use (discovery, not a dependency: they depend on this module, never the reverse),
-# so any artifact decodes without importing a single method plugin
+# so any artifact decodes without importing a single method plugin. Other packages add
+# theirs through the `segbench.codecs` entry-point group.
 CODEC_PACKAGES = ("methods.codecs",)
 
 
 def _load_codecs() -> None:
     for name in CODEC_PACKAGES:
         importlib.import_module(name)
+    for ep in entry_points(group="segbench.codecs"):
+        ep.load()
 
 
 # encoding name -> decode(EncodedTensor with raw blob bytes) -> torch.Tensor

@@ -140,3 +140,20 @@ def test_entry_point_plugins_are_loaded(monkeypatch):
     monkeypatch.setattr(bm.METHODS, "_loaded", False)
     bm.METHODS.names()
     assert loaded == [True]
+
+
+def test_entry_point_codecs_are_loaded_with_the_encodings(monkeypatch):
+    """A third-party encoding arrives through the `segbench.codecs` group, with the
+    built-in ones, when an artifact is decoded (no plugin needed)."""
+    import bench.artifact as ba
+
+    loaded = []
+
+    class EP:
+        def load(self):
+            loaded.append(True)
+
+    monkeypatch.setattr(ba, "entry_points", lambda group: [EP()] if group ==
+                        "segbench.codecs" else [])
+    monkeypatch.setattr(ba.ENCODINGS, "_loaded", False)
+    assert "codebook" in ba.ENCODINGS.names() and loaded == [True]
