@@ -125,35 +125,23 @@ def test_register_requires_method_subclass():
         register_method("not_a_method")(object)
 
 
-def test_entry_point_plugins_are_loaded(monkeypatch):
-    """Third-party plugins arrive through the `segbench.methods` entry-point group."""
-    import bench.method as bm
-
+@pytest.mark.parametrize("module, registry, group, builtin", [
+    ("bench.method", "METHODS", "segbench.methods", "none"),
+    ("bench.artifact", "ENCODINGS", "segbench.codecs", "codebook"),
+])
+def test_entry_point_plugins_are_loaded(monkeypatch, module, registry, group, builtin):
+    """Third-party plugins arrive through the `segbench.methods` entry-point group, and
+    third-party encodings through `segbench.codecs`, beside the built-in ones (decoding
+    an artifact needs no method plugin)."""
+    mod = importlib.import_module(module)
     loaded = []
 
     class EP:
         def load(self):
             loaded.append(True)
 
-    monkeypatch.setattr(bm, "entry_points", lambda group: [EP()] if group ==
-                        "segbench.methods" else [])
-    monkeypatch.setattr(bm.METHODS, "_loaded", False)
-    bm.METHODS.names()
-    assert loaded == [True]
-
-
-def test_entry_point_codecs_are_loaded_with_the_encodings(monkeypatch):
-    """A third-party encoding arrives through the `segbench.codecs` group, with the
-    built-in ones, when an artifact is decoded (no plugin needed)."""
-    import bench.artifact as ba
-
-    loaded = []
-
-    class EP:
-        def load(self):
-            loaded.append(True)
-
-    monkeypatch.setattr(ba, "entry_points", lambda group: [EP()] if group ==
-                        "segbench.codecs" else [])
-    monkeypatch.setattr(ba.ENCODINGS, "_loaded", False)
-    assert "codebook" in ba.ENCODINGS.names() and loaded == [True]
+    wanted = group
+    monkeypatch.setattr(mod, "entry_points", lambda group: [EP()] if group == wanted else [])
+    reg = getattr(mod, registry)
+    monkeypatch.setattr(reg, "_loaded", False)
+    assert builtin in reg.names() and loaded == [True]
