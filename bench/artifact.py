@@ -1,9 +1,9 @@
 """The artifact a run exports: the bytes `size_bytes` measures, and what `verify` reloads.
 
 A model's state is a dict of tensors. Each tensor is held as an `EncodedTensor`: an
-encoding name (how the blobs become a tensor again: `dense`, or one a method registers,
-such as a sparse bitmask or a codebook) and named `Blob`s, each with a codec (`raw`, or
-one a method registers, such as Huffman) that turns its stored bytes back into the
+encoding name (how the blobs become a tensor again: `dense`, or one registered in
+`methods/codecs/`, such as a sparse bitmask or a codebook) and named `Blob`s, each with a
+codec (`raw`, or one registered there, such as Huffman) that turns its stored bytes back into the
 blob's bytes. Pipeline stages transform this dict in order, so `prune+kmeans+huffman`
 composes without any stage knowing the others.
 
@@ -28,11 +28,13 @@ raises `ArtifactError`, and so does a header out of range (`bench.export.header_
 
 from __future__ import annotations
 
+import importlib
 import json
 import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -98,11 +100,26 @@ class EncodedTensor:
     blobs: dict[str, Blob] = field(default_factory=dict)
 
 
+# packages whose modules register encodings and codecs when imported; loaded by name on
+# first use (discovery, not a dependency: they depend on this module, never the reverse),
+# so any artifact decodes without importing a single method plugin. Other packages add
+# theirs through the `segbench.codecs` entry-point group.
+CODEC_PACKAGES = ("methods.codecs",)
+
+
+def _load_codecs() -> None:
+    for name in CODEC_PACKAGES:
+        importlib.import_module(name)
+    for ep in entry_points(group="segbench.codecs"):
+        ep.load()
+
+
 # encoding name -> decode(EncodedTensor with raw blob bytes) -> torch.Tensor
 Decoder = Callable[[EncodedTensor, dict[str, bytes]], torch.Tensor]
-ENCODINGS: Registry[Decoder] = Registry("encoding")
+ENCODINGS: Registry[Decoder] = Registry("encoding", loader=_load_codecs)
 # codec name -> decode(data, params) -> bytes
-CODECS: Registry[Callable[[bytes, dict[str, Any]], bytes]] = Registry("codec")
+CODECS: Registry[Callable[[bytes, dict[str, Any]], bytes]] = Registry("codec",
+                                                                        loader=_load_codecs)
 
 
 def register_encoding(name: str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from bench.config import check_types
 from bench.registry import Registry, UnknownNameError
 
 
@@ -57,5 +58,6 @@ def get_budget(name: str, overrides: dict[str, Any] | None = None) -> Budget:
             raise UnknownNameError(
                 f"unknown budget field(s) {', '.join(bad)}; valid: {', '.join(sorted(valid))}"
             )
+        check_types(Budget, overrides, "budget.")
         budget = replace(budget, **overrides)
     return budget

@@ -6,57 +6,32 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from bench import validate
 from bench.budgets import BUDGETS, get_budget
-from bench.layout import USER_RESULTS, ProtectedResultsError, guard_write
+from bench.config import ConfigError
+from bench.layout import ProtectedResultsError, guard_write
+from bench.options import (
+    UsageError,
+    add_compute_options,
+    add_data_options,
+    add_results_option,
+    device,
+    parse_sets,
+    split_sets,
+    train_config,
+)
 from bench.registry import UnknownNameError
 
-DEFAULT_RESULTS = USER_RESULTS
 # the contract scripts and CI rely on (docs/reliability.md); printed by every `--help`
 EXIT_STATUS = """exit status:
   0  everything asked for succeeded (a run that is not applicable to its model counts as ok)
   1  some run failed, some check failed, or some record was malformed (named on stderr)
   2  usage error: bad option or value (one line on stderr naming the valid choices)
   130 interrupted (finished runs are kept; re-run to resume)"""
-
-
-class UsageError(Exception):
-    """Bad command-line input: printed as one line, exit status 2."""
-
-
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise UsageError(f"--set expects key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
-
-
-def split_sets(sets: dict[str, Any]) -> tuple[dict, dict, dict, dict]:
-    """--set keys by target: train.*, model.*, budget.*, and the rest for the method."""
-    train, model, budget, method = {}, {}, {}, {}
-    for k, v in sets.items():
-        head, _, tail = k.partition(".")
-        if head == "train" and tail:
-            train[tail] = v
-        elif head == "model" and tail:
-            model[tail] = v
-        elif head == "budget" and tail:
-            budget[tail] = v
-        else:
-            method[k] = v
-    return train, model, budget, method
 
 
 def _refuse(*problems: str | None) -> None:
@@ -67,23 +42,15 @@ def _refuse(*problems: str | None) -> None:
 
 
 def build_specs(args) -> list:
-    import dataclasses
-
     from bench.data import DATASETS
     from bench.method import expand_methods
-    from bench.spec import RunSpec, TrainConfig
+    from bench.spec import RunSpec
     from models import MODELS, cpu_default_models
 
     train_o, model_o, budget_o, method_o = split_sets(parse_sets(args.set or []))
     DATASETS.get(args.dataset)
     budget = get_budget(args.budget, budget_o)
-    valid_train = {f.name for f in dataclasses.fields(TrainConfig)}
-    bad = sorted(set(train_o) - valid_train)
-    if bad:
-        raise UnknownNameError(f"unknown train setting(s) {', '.join(bad)}; valid: "
-                               f"{', '.join(sorted(valid_train))}")
-    train = TrainConfig(**train_o)
-    train.validate()
+    train = train_config(train_o)
     _refuse(validate.budget_problem(budget), validate.train_problem(train))
     names = [m.strip() for m in (args.model or "").split(",") if m.strip()]
     names = names or cpu_default_models()
@@ -109,17 +76,13 @@ def cmd_run(args) -> int:
     from bench.executors import EXECUTORS, run_specs
     from bench.leaderboard import write_leaderboard
     from bench.records import NOT_APPLICABLE, OK
-    from bench.runner import resolve_device
 
     guard_write(Path(args.results), args.update_reference)
     specs = build_specs(args)
     if args.executor not in EXECUTORS:
         raise UsageError(f"unknown executor {args.executor!r}; valid choices: "
                          f"{', '.join(EXECUTORS)}")
-    try:
-        resolve_device(args.device)
-    except (RuntimeError, ValueError) as e:
-        raise UsageError(str(e)) from None
+    device(args.device)
     results = Path(args.results)
     from bench.plan import print_plan
 
@@ -251,15 +214,12 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--method", default="none",
                    help="plugin, family, a,b list, a+b pipeline, all, headline")
     r.add_argument("--model", default="", help="comma list of zoo models (default: CPU subset)")
-    r.add_argument("--dataset", default="synthetic")
-    r.add_argument("--data-root", default=None, help="root of a real dataset on local disk")
+    add_data_options(r)
     r.add_argument("--budget", default="quick", help="smoke | quick | full")
     r.add_argument("--seeds", type=int, default=1, help="run seeds 0..N-1")
-    r.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    r.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads, >= 1 (recorded in env, not part of the run id)")
+    add_compute_options(r)
     r.add_argument("--executor", default="local", help="local | ray (RAY_ADDRESS to join)")
-    r.add_argument("--results", default=str(DEFAULT_RESULTS))
+    add_results_option(r)
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override: <method field>, <stage>.<field>, train.*, model.*, budget.*")
     r.add_argument("--dry-run", action="store_true",
@@ -269,7 +229,7 @@ def make_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_run)
 
     lb = sub.add_parser("leaderboard", help="write leaderboard.md and leaderboard.csv")
-    lb.add_argument("--results", default=str(DEFAULT_RESULTS))
+    add_results_option(lb)
     _reference_flag(lb)
     lb.set_defaults(fn=cmd_leaderboard)
 
@@ -284,7 +244,7 @@ def make_parser() -> argparse.ArgumentParser:
     z.set_defaults(fn=cmd_zoo)
 
     v = sub.add_parser("verify", help="reload every artifact and confirm its recorded results")
-    v.add_argument("--results", default=str(DEFAULT_RESULTS))
+    add_results_option(v)
     v.add_argument("--device", default="cpu")
     v.add_argument("--run", action="append", metavar="RUN_ID",
                    help="verify only this run (a run-id prefix; repeatable)")
@@ -297,22 +257,20 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--table", action="append", metavar="ID", help="table id (repeatable)")
     t.add_argument("--list", action="store_true", help="list the table ids and exit")
     t.add_argument("--budget", default="quick")
-    t.add_argument("--dataset", default="synthetic")
-    t.add_argument("--data-root", default=None)
+    add_data_options(t)
     t.add_argument("--dry-run", action="store_true", help="list missing runs and their cost")
     t.add_argument("--no-train", action="store_true",
                    help="only the columns that need no training (params, MAdds, dense size)")
-    t.add_argument("--device", default="auto")
-    t.add_argument("--threads", type=int, default=None)
+    add_compute_options(t)
     t.add_argument("--executor", default="local", choices=["local", "ray"],
                    help="local | ray: run the missing runs in parallel workers")
-    t.add_argument("--results", default=str(DEFAULT_RESULTS))
+    add_results_option(t)
     t.add_argument("--set", action="append", metavar="KEY=VALUE")
     _reference_flag(t)
     t.set_defaults(fn=cmd_tables)
 
     pl = sub.add_parser("plots", help="draw the figures from the run records")
-    pl.add_argument("--results", default=str(DEFAULT_RESULTS))
+    add_results_option(pl)
     pl.add_argument("--model", default="", help="comma list (default: every model with runs)")
     pl.add_argument("--kind", default="", help="comma list of figure kinds (default: all of "
                     "pareto, sparsity, attention, predictions, sensitivity)")
@@ -344,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.fn(args)
-    except (UsageError, UnknownNameError, ProtectedResultsError) as e:
+    except (UsageError, UnknownNameError, ConfigError, ProtectedResultsError) as e:
         print(f"segbench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -20,13 +20,17 @@ from tqdm.auto import tqdm
 from bench.baseline import get_or_train
 from bench.data import DATASETS, DatasetInfo
 from bench.evaluate import evaluate
+from bench.facts import FactLog
 from bench.spec import RunSpec
 from bench.train import make_loader, train
 
 
-class RunContext:
+class RunContext(FactLog):
+    """One run's view of the harness; `report(fact)` (from FactLog) feeds its record."""
+
     def __init__(self, spec: RunSpec, *, device: torch.device, results: Path,
                  data_root: Path | None = None):
+        super().__init__()
         self.spec = spec
         self.budget = spec.budget
         self.seed = spec.seed
@@ -34,7 +38,6 @@ class RunContext:
         self.results = Path(results)
         self.data_root = Path(data_root) if data_root else None
         self.info: DatasetInfo = DATASETS.get(spec.dataset)
-        self.extras: dict[str, Any] = {}  # method-specific facts for the run record
         self.timings: dict[str, float] = {}
         self._datasets: dict[tuple[str, bool], Any] = {}
         self._baselines: dict[str, tuple[nn.Module, dict]] = {}

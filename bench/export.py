@@ -9,16 +9,19 @@ bytes that rebuild the evaluated model.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from bench.artifact import ArtifactError, encode_state, read_artifact, write_artifact
 from bench.method import Stage, stages_from_record
 
+if TYPE_CHECKING:
+    from bench.context import RunContext
+
 
 def export_model(model: nn.Module, path: Path, *, model_name: str, num_classes: int,
-                 model_kwargs: dict[str, Any], stages: list[Stage], ctx=None,
+                 model_kwargs: dict[str, Any], stages: list[Stage], ctx: RunContext,
                  run_id: str | None = None) -> Path:
     header = {
         "segbench_artifact": 1,
@@ -32,16 +35,14 @@ def export_model(model: nn.Module, path: Path, *, model_name: str, num_classes: 
     }
     tensors = encode_state(model.state_dict())
     for s in stages:
-        tensors = s.method.encode(model, tensors, ctx)
+        tensors = s.method.encode(ctx, model, tensors)
     return write_artifact(path, header, tensors)
 
 
 def load_model(path: Path) -> tuple[nn.Module, dict[str, Any], list[Stage]]:
     """Rebuild the model an artifact describes. Raises ArtifactError if it cannot."""
-    from bench.method import METHODS
     from models import create_model
 
-    METHODS.names()  # import the plugins: they register the encodings and codecs
     header, state = read_artifact(path)
     problem = header_problem(header)
     if problem:
@@ -97,12 +98,12 @@ def stage_problems(model: nn.Module, header: dict[str, Any], stages: list[Stage]
             for p in st.method.check(model, rec.get("meta", {}))]
 
 
-def select_predictor(model: nn.Module, path: Path, stages: list[Stage], ctx):
+def select_predictor(model: nn.Module, path: Path, stages: list[Stage], ctx: RunContext):
     """What evaluation and timing run: the last stage's runtime (e.g. onnxruntime) if a
     stage provides one, else the reloaded PyTorch model. Returns (predict, runtime name)."""
     predict, runtime = model, "torch"
     for st in stages:
-        p = st.method.predictor(model, path, ctx)
+        p = st.method.predictor(ctx, model, path)
         if p is not None:
             predict, runtime = p, st.method.runtime
     return predict, runtime

@@ -18,6 +18,7 @@ from typing import Any
 from tabulate import tabulate
 
 from bench.atomic import atomic_write_text
+from bench.facts import Distill, OrtTiming, Teacher, read
 from bench.records import OK, iter_records, stale_reason
 from bench.spec import stable_hash
 
@@ -56,13 +57,13 @@ def _speedup(rec: dict[str, Any], base: dict[str, Any]) -> tuple[float, float | 
     its own process (bench/latency.py: interleaved, same input, threads and runtime) gives
     the median of the per-round ratios. An older record without that falls back to what
     it has, with no spread: onnxruntime rows their in-run float ONNX comparison
-    (`extras.ort_speedup`), other rows the quotient of two processes' timings."""
+    (`facts.OrtTiming`), other rows the quotient of two processes' timings."""
     m = rec["metrics"]
     if m.get("latency_paired"):
         return float(m["speedup"]), float(m["speedup_iqr"]), bool(m.get("latency_noisy"))
-    ort = (rec.get("extras") or {}).get("ort_speedup")
-    if m.get("runtime") == "onnxruntime" and ort:
-        return float(ort), None, False
+    ort = read(rec, OrtTiming)
+    if m.get("runtime") == "onnxruntime" and ort and ort.ort_speedup:
+        return float(ort.ort_speedup), None, False
     return base["metrics"]["latency_ms"] / m["latency_ms"], None, False
 
 
@@ -225,18 +226,17 @@ def _name_split_settings(rows: list[dict[str, Any]]) -> None:
 def _distill_columns(recs: list[dict[str, Any]], by_id: dict[str, dict[str, Any]]
                      ) -> dict[str, Any]:
     """A distilled student against its teacher and against the same student trained without
-    distillation (`extras.distill.undistilled_run_id`, paired by seed): the comparison that
+    distillation (`facts.Distill.undistilled_run_id`, paired by seed): the comparison that
     says whether distilling helped, which ΔmIoU against the baseline does not."""
     out = {"teacher": None, "teacher_miou": None, "undistilled": None,
            "undistilled_miou": None, "delta_undistilled": None, "delta_undistilled_ci95": None}
-    teachers = [r["extras"]["teacher"] for r in recs if "teacher" in r.get("extras", {})]
+    teachers = [t for t in (read(r, Teacher) for r in recs) if t is not None]
     if not teachers:
         return out
     t = teachers[0]
-    out["teacher"] = f"{t.get('model')} ({t.get('run_id')})"
-    mious = [x["miou"] for x in teachers if "miou" in x]
-    out["teacher_miou"] = statistics.fmean(mious) if mious else None
-    ids = [r.get("extras", {}).get("distill", {}).get("undistilled_run_id") for r in recs]
+    out["teacher"] = f"{t.model} ({t.run_id})"
+    out["teacher_miou"] = statistics.fmean(x.miou for x in teachers)
+    ids = [d.undistilled_run_id if d else None for d in (read(r, Distill) for r in recs)]
     pairs = [(r["metrics"]["miou"], by_id[i]) for r, i in zip(recs, ids) if i in by_id]
     if pairs:
         u0 = pairs[0][1]

@@ -1,20 +1,52 @@
-"""The method plugin API: a small class with narrow hooks, in the shape of ShrinkBench
-strategies and Torch-Pruning pruners.
+"""The method plugin API: the one contract every compression method follows (the shape of
+ShrinkBench strategies and Torch-Pruning pruners). docs/adding-a-method.md walks through it.
 
-The runner drives every method the same way:
+How the runner drives a pipeline `a+b+c` (a single method is a pipeline of one stage):
 
-    model = baseline (trained once, cached)
-    for stage in pipeline:                    # `a+b+c`, or a single method
-        model = stage.compress(model, ctx)    # prune / replace layers / attach hooks
-        if stage.finetune_epochs(budget):     # shared training loop, the run's budget,
-            train(model, loss=stage.loss, on_step=stage.on_step)   # hooks of every stage so far
-    model = stage.finalize(model, ctx) for each stage   # bake masks, remove hooks
-    tensors = stage.encode(model, tensors, ctx) for each stage  # artifact encodings
-    artifact -> load_artifact -> evaluate and time the reloaded model
+    model = trained baseline (cached)
+    for stage in pipeline:
+        model = stage.compress(ctx, model)             # prune, replace layers, attach hooks
+        if stage.finetune_epochs(ctx):                 # the shared training loop, with the
+            train(model, stage.finetune_lr(ctx),       # `loss` and `on_step` of every
+                  loss=..., on_step=...)               # stage so far
+    for stage: model = stage.finalize(ctx, model)      # bake masks, remove hooks
+    meta = stage.artifact_meta(model) for each stage   # header: what `rebuild` needs
+    tensors = stage.encode(ctx, model, tensors) ...    # storage encodings, in order
+    artifact -> load: stage.rebuild(model, meta), state loads strictly,
+                      stage.check(model, meta) == []   # or the run fails
+    evaluate and time the reloaded model (or what `predictor(ctx, model, path)` returns)
 
-A plugin overrides only the hooks it needs. Its configuration is a dataclass (`Config`)
-that `--set key=value` overrides; `version` is part of every run id, so bump it when a
-change alters results.
+The contract:
+
+* **Hooks.** Every hook that runs inside a run takes the run's context first: `compress`,
+  `finetune_epochs`, `finetune_lr`, `loss`, `on_step`, `finalize`, `encode`, `predictor`,
+  `baseline_predictor`.
+  `ctx` (bench/context.py `RunContext`) is never None. The hooks that run without a run
+  take no context: `baselines_needed` (planning a grid), and `artifact_meta`, `rebuild`,
+  `check`, `describe`, which work from the model and the artifact alone, so that
+  `load_model` and `verify` need nothing but the file. A plugin overrides only the hooks
+  it needs; the defaults do nothing.
+* **Declarations.** Everything the harness reads without calling a hook is a class
+  attribute declared on `Method` with its default: `name` and `family` (set by
+  `@register_method`), `version`, `Config`, `sweep`, `runtime`, `builds_student`,
+  `trains_student`. Nothing is read with `getattr(..., default)`.
+* **Facts.** What a run learns that the record keeps (a teacher's score, onnxruntime
+  timings, per-layer sparsity...) is reported as a typed `Fact` with `ctx.report(fact)`;
+  bench/facts.py holds the schema and `read(record, Fact)` for whoever reads records.
+* **Configuration.** `Config` is a dataclass nested in the class, `class
+  Config(Settings)` (bench/config.py), whose fields declare their default and valid
+  range with `setting(...)`; it is built from `--set field=value`. Its `__post_init__`
+  checks every field's type and range and raises `ConfigError` naming the method, the
+  field, the value and what is valid; every command prints it as one line and exits 2.
+  `register_method` refuses a Config that is not such a dataclass.
+* **Identity.** `version` is part of every run id: bump it when a change alters results.
+* **Errors during a run.** `NotApplicable`: the configured method asks for something this
+  model lacks (recorded, not retried). Any other exception fails the run with its reason.
+
+Plugins live in `methods/` (one module each, found by the loader) or in another package
+that names its modules in the `segbench.methods` entry-point group. Building blocks live
+in subpackages of `methods/` (codecs, quant, onnx, pruning, distill), which register no
+method.
 """
 
 from __future__ import annotations
@@ -33,6 +65,7 @@ import torch
 from torch import nn
 
 from bench.artifact import EncodedTensor
+from bench.config import ConfigError, Settings
 from bench.registry import Registry, UnknownNameError
 
 if TYPE_CHECKING:
@@ -46,25 +79,32 @@ class NotApplicable(ValueError):
 
 
 @dataclass
-class NoConfig:
+class NoConfig(Settings):
     """A method without settings."""
 
 
 class Method:
-    """Base class of compression methods. Subclasses are registered with `@register_method`."""
+    """Base class of compression methods. Subclasses are registered with `@register_method`;
+    the module docstring is the contract."""
 
-    name: ClassVar[str] = ""
+    # -- declaration: what the harness reads without running a hook -------------------
+    name: ClassVar[str] = ""  # set by @register_method
     family: ClassVar[str | None] = None  # `make bench METHOD=<family>` runs the family's sweep
-    version: ClassVar[int] = 1
-    Config: ClassVar[type] = NoConfig
+    version: ClassVar[int] = 1  # part of every run id: bump it when results change
+    Config: ClassVar[type] = NoConfig  # the settings dataclass (`--set field=value`)
     # the configs a family run expands this method to (overrides of Config's defaults)
     sweep: ClassVar[list[dict[str, Any]]] = [{}]
+    runtime: ClassVar[str] = "torch"  # what `predictor` evaluates with ("onnxruntime", ...)
+    # `compress` returns a freshly built, untrained student (a distiller after it trains it)
+    builds_student: ClassVar[bool] = False
+    # the stage trains the student itself (a distiller); at most one per pipeline
+    trains_student: ClassVar[bool] = False
 
     def __init__(self, config: Any | None = None):
         self.config = config if config is not None else self.Config()
 
-    # -- compression ------------------------------------------------------------------
-    def compress(self, model: nn.Module, ctx: RunContext) -> nn.Module:
+    # -- the run: every hook takes the run's context first ------------------------------
+    def compress(self, ctx: RunContext, model: nn.Module) -> nn.Module:
         """Transform the trained model (prune, replace layers, attach hooks)."""
         return model
 
@@ -86,21 +126,32 @@ class Method:
     def on_step(self, ctx: RunContext, model: nn.Module, step: int, total_steps: int) -> None:
         """Called after every optimizer step of fine-tuning (pruning schedules, masks)."""
 
-    def finalize(self, model: nn.Module, ctx: RunContext) -> nn.Module:
+    def finalize(self, ctx: RunContext, model: nn.Module) -> nn.Module:
         """Make the model exportable: bake masks and reparametrisations, remove hooks."""
         return model
 
+    def encode(self, ctx: RunContext, model: nn.Module,
+               tensors: dict[str, EncodedTensor]) -> dict[str, EncodedTensor]:
+        """Re-encode the state tensors for storage (sparse, codebook, entropy coding...)."""
+        return tensors
+
+    def predictor(self, ctx: RunContext, model: nn.Module, artifact_path) -> Callable | None:
+        """A runtime other than eager PyTorch (named by `runtime`, e.g. onnxruntime) used
+        for evaluation and latency: returns `f(images) -> logits`; None keeps PyTorch."""
+        return None
+
+    def baseline_predictor(self, ctx: RunContext, base: nn.Module) -> Callable | None:
+        """The trained baseline in this stage's runtime, for the paired latency the runner
+        takes (the row and its baseline timed interleaved, bench/latency.py): e.g. the float
+        model exported to onnxruntime. None times the eager PyTorch baseline."""
+        return None
+
+    # -- no run: planning a grid, and the artifact alone ------------------------------
     def baselines_needed(self, model: str, model_kwargs: dict[str, Any]
                          ) -> list[tuple[str, dict[str, Any]]]:
         """Other zoo models whose trained baselines this method uses (a distillation
         teacher), as (name, kwargs): executors train them before this run starts."""
         return []
-
-    # -- artifact ---------------------------------------------------------------------
-    def encode(self, model: nn.Module, tensors: dict[str, EncodedTensor],
-               ctx: RunContext | None) -> dict[str, EncodedTensor]:
-        """Re-encode the state tensors for storage (sparse, codebook, entropy coding...)."""
-        return tensors
 
     def artifact_meta(self, model: nn.Module) -> dict[str, Any]:
         """JSON-able facts `rebuild` needs to recreate the model's structure on load."""
@@ -110,16 +161,9 @@ class Method:
         """Turn a freshly built zoo model into this stage's structure before weights load."""
         return model
 
-    def predictor(self, model: nn.Module, artifact_path, ctx: RunContext) -> Callable | None:
-        """A runtime other than eager PyTorch (e.g. onnxruntime) used for evaluation and
-        latency: returns `f(images) -> logits` and sets `self.runtime`; None keeps PyTorch."""
-        return None
-
-    runtime: str = "torch"
-
-    # -- conformance (`python -m bench verify`) ----------------------------------------
     def check(self, model: nn.Module, meta: dict[str, Any]) -> list[str]:
-        """Problems with the declared property on the loaded tensors (empty list: fine)."""
+        """Problems with the declared property on the loaded tensors (empty list: fine);
+        the run calls it on the model it reloads, `python -m bench verify` again."""
         return []
 
     def describe(self) -> str:
@@ -145,7 +189,8 @@ def _load_plugins() -> None:
     import methods
 
     for mod in pkgutil.iter_modules(methods.__path__):
-        if not mod.name.startswith("_"):
+        # plugins are the modules; subpackages (codecs, quant, ...) are building blocks
+        if not mod.name.startswith("_") and not mod.ispkg:
             importlib.import_module(f"methods.{mod.name}")
     for ep in entry_points(group="segbench.methods"):
         try:
@@ -164,6 +209,9 @@ def register_method(name: str, family: str | None = None):
     def deco(cls: type[Method]) -> type[Method]:
         if not (isinstance(cls, type) and issubclass(cls, Method)):
             raise TypeError(f"@register_method({name!r}) must decorate a Method subclass")
+        if not (dataclasses.is_dataclass(cls.Config) and issubclass(cls.Config, Settings)):
+            raise TypeError(f"@register_method({name!r}): {cls.__name__}.Config must be a "
+                            "dataclass subclassing bench.config.Settings")
         cls.name = name
         if family is not None:
             cls.family = family
@@ -204,14 +252,18 @@ def families() -> dict[str, list[str]]:
 # -- configs ----------------------------------------------------------------------------
 
 def make_config(cls: type[Method], overrides: dict[str, Any]) -> Any:
+    """`cls.Config` with `overrides`; an unknown field or a bad value raises ConfigError
+    naming the method, the field, the value and what is valid."""
     valid = {f.name for f in fields(cls.Config)}
     bad = sorted(set(overrides) - valid)
     if bad:
-        raise UnknownNameError(
-            f"method {cls.name!r} has no setting {', '.join(bad)}; valid settings: "
-            f"{', '.join(sorted(valid)) or '(none)'}"
-        )
-    return cls.Config(**overrides)
+        raise ConfigError(bad[0], overrides[bad[0]], "a setting of this method: "
+                          f"{', '.join(sorted(valid)) or '(it has none)'}", cls.name)
+    try:
+        return cls.Config(**overrides)
+    except ConfigError as e:
+        e.method = e.method or cls.name
+        raise
 
 
 @dataclass
@@ -354,5 +406,5 @@ def stages_from_record(resolved: Iterable[dict[str, Any]]) -> list[Stage]:
     out = []
     for r in resolved:
         cls = METHODS.get(r["method"])
-        out.append(Stage(cls(cls.Config(**r.get("config", {})))))
+        out.append(Stage(cls(make_config(cls, r.get("config", {})))))
     return out

@@ -113,7 +113,7 @@ def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
     timings["compress_s"] = timings["finetune_s"] = 0.0
     for st in stages:
         t = time.perf_counter()
-        model = st.method.compress(model, ctx).to(ctx.device)
+        model = st.method.compress(ctx, model).to(ctx.device)
         timings["compress_s"] += time.perf_counter() - t
         active.append(st)
         epochs = st.method.finetune_epochs(ctx)
@@ -124,7 +124,7 @@ def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
                       log_csv=ctx.results / "logs" / f"{spec.run_id}-{st.name}.csv")
             timings["finetune_s"] += time.perf_counter() - t
     for st in stages:
-        model = st.method.finalize(model, ctx)
+        model = st.method.finalize(ctx, model)
     model.eval()
 
     t = time.perf_counter()
@@ -197,9 +197,10 @@ def baseline_predictor(stages, runtime: str, ctx: RunContext):
     base, _ = ctx.baseline()
     base.eval()
     for st in reversed(stages):
-        make = getattr(st.method, "baseline_predictor", None)
-        if make is not None and st.method.runtime == runtime:
-            return make(ctx, base)
+        if st.method.runtime == runtime:
+            other = st.method.baseline_predictor(ctx, base)
+            if other is not None:
+                return other
     return base
 
 

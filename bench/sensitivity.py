@@ -32,6 +32,7 @@ from bench.budgets import Budget, get_budget
 from bench.context import RunContext
 from bench.evaluate import evaluate
 from bench.method import METHODS
+from bench.options import UsageError, parse_sets
 from bench.registry import UnknownNameError
 from bench.spec import RunSpec
 from bench.train import make_loader
@@ -77,7 +78,7 @@ def _selected(names: Sequence[str], patterns: Sequence[str] | None) -> list[str]
 
 def _unstructured_rows(model: nn.Module, sparsities, patterns, miou) -> Iterator[tuple]:
     """(layer, weights, sparsity, achieved, miou, error) pruning one layer's weights."""
-    from methods._masks import apply_masks, magnitude_masks, weight_layers
+    from methods.pruning.masks import apply_masks, magnitude_masks, weight_layers
 
     layers = weight_layers(model)
     for name in _selected(list(layers), patterns):
@@ -97,7 +98,7 @@ def _structured_rows(model: nn.Module, sparsities, patterns, miou, ctx) -> Itera
     channels of one torch-pruning group on a copy of the model."""
     import torch_pruning as tp
 
-    from methods.prune_structured import ROOT_TYPES, classifier_layers, no_inplace
+    from methods.pruning.channels import ROOT_TYPES, classifier_layers, no_inplace
 
     example = torch.zeros(*ctx.input_shape, device=ctx.device)
     with no_inplace(model):
@@ -207,8 +208,6 @@ def plot_sensitivity(rows: list[dict], path: Path, title: str = "") -> Path:
 
 
 def _budget_overrides(items: list[str]) -> dict:
-    from bench.cli import UsageError, parse_sets
-
     try:
         sets = parse_sets(items)
     except UsageError as e:

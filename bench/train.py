@@ -74,7 +74,10 @@ def train(
     log_csv: Path | None = None,
     desc: str = "train",
 ) -> dict:
-    """Train `model` in place; returns a summary (steps, seconds, last loss)."""
+    """Train `model` in place; returns a summary (steps, seconds, last loss). `stages`
+    add their `loss` and `on_step` hooks, which take the run's context `ctx` first."""
+    if stages and ctx is None:
+        raise ValueError("train: method stages need the run's context (ctx)")
     torch.manual_seed(seed)
     prec = TrainingPrecision(cfg.precision, cfg.channels_last, cfg.amp, device)
     prec.prepare(model.to(device)).train()

@@ -22,21 +22,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from bench.config import setting
 from bench.method import register_method
-from methods._distill import (
-    DistillMethod,
-    TeacherConfig,
-    resize_like,
-    select_points,
-    validate_layers,
-)
+from methods.distill.layers import attention_map, resize_like, select_points, validate_layers
+from methods.distill.method import DistillMethod, TeacherConfig
 
 NORM_EPS = 1e-12  # F.normalize's default: a map with a smaller norm is a dead layer
-
-
-def attention_map(features: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (N, 1, H, W): the channel mean of the squared activations."""
-    return features.float().pow(2).mean(1, keepdim=True)
 
 
 def at_distance(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
@@ -65,12 +56,11 @@ class AttentionTransfer(DistillMethod):
     @dataclass
     class Config(TeacherConfig):
         layers: Any = "all"  # all | atrous | output | stages | [module names]
-        beta: float = 1000.0
+        beta: float = setting(1000.0, ge=0.0)
 
-    def validate(self) -> None:
-        validate_layers(self.config.layers)
-        if not self.config.beta >= 0:
-            raise ValueError(f"at: beta must be >= 0, got {self.config.beta}")
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            validate_layers(self.layers)
 
     def tap_points(self, student, teacher, ctx):
         def pts(m):

@@ -28,15 +28,17 @@ from __future__ import annotations
 import math
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
+from bench.config import Settings, setting
+from bench.facts import Fact
 from bench.method import Method, NotApplicable, register_method
 from bench.registry import UnknownNameError
-from methods._distill import (
-    find_encoder,
+from methods.distill.layers import find_encoder, probe
+from methods.distill.method import (
     later_stage_trains,
-    probe,
     record_schedule,
     stage_position,
     student_schedule,
@@ -131,32 +133,36 @@ def replace_convs(model: nn.Module, names: list[str], kind: str, groups: int,
     return model
 
 
+@dataclass
+class CheapConvReplaced(Fact):
+    """The convolutions replaced, and their parameters before and as cheap blocks."""
+
+    key: ClassVar[str] = "cheapconv"
+    replaced: int
+    modules: list[str]
+    params_replaced: int
+    params_blocks: int
+
+
 @register_method("cheapconv")
 class CheapConvolutions(Method):
     version = 1
     builds_student = True  # a distillation stage after it trains this student from scratch
 
     @dataclass
-    class Config:
-        block: str = "separable"  # separable | grouped | bottleneck
-        scope: str = "all"  # all | head | decoder
-        groups: int = 4  # groups of the `grouped` block's 3x3 convolution
-        bottleneck: int = 2  # width reduction of the `bottleneck` block
-        init: str = "scratch"  # scratch | teacher (keep the baseline's other weights)
+    class Config(Settings):
+        block: str = setting("separable", choices=BLOCKS)
+        scope: str = setting("all", choices=SCOPES)
+        groups: int = setting(4, ge=1)  # groups of the `grouped` block's 3x3 convolution
+        bottleneck: int = setting(2, ge=1)  # width reduction of the `bottleneck` block
+        # scratch | teacher (keep the baseline's other weights)
+        init: str = setting("scratch", choices=INITS)
 
     def __init__(self, config=None):
         super().__init__(config)
         self._trains = False
-        c = self.config
-        for field, value, valid in (("block", c.block, BLOCKS), ("scope", c.scope, SCOPES),
-                                    ("init", c.init, INITS)):
-            if value not in valid:
-                raise UnknownNameError(
-                    f"unknown cheapconv {field} {value!r}; valid choices: {', '.join(valid)}")
-        if int(c.groups) < 1 or int(c.bottleneck) < 1:
-            raise ValueError("cheapconv: groups and bottleneck must be >= 1")
 
-    def compress(self, model: nn.Module, ctx) -> nn.Module:
+    def compress(self, ctx, model: nn.Module) -> nn.Module:
         c = self.config
         student = model if c.init == "teacher" else ctx.build_model()
         student.to(ctx.device)
@@ -167,13 +173,12 @@ class CheapConvolutions(Method):
         before = sum(p.numel() for n in names for p in student.get_submodule(n).parameters())
         replace_convs(student, names, c.block, int(c.groups), int(c.bottleneck))
         after = sum(p.numel() for n in names for p in student.get_submodule(n).parameters())
-        ctx.extras["cheapconv"] = {"replaced": len(names), "modules": names,
-                                   "params_replaced": before, "params_blocks": after}
+        ctx.report(CheapConvReplaced(replaced=len(names), modules=names,
+                                     params_replaced=before, params_blocks=after))
         pos = stage_position(ctx, self.name)
         self._trains = not later_stage_trains(ctx, pos)
         if self._trains:
-            record_schedule(ctx, self, True, pos)
-            ctx.extras["student_training"]["init"] = c.init
+            record_schedule(ctx, self, True, pos, init=c.init)
         return student
 
     def finetune_epochs(self, ctx) -> int:

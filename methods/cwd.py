@@ -24,16 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.config import setting
 from bench.method import register_method
-from methods._distill import (
-    ADAPTERS,
-    DistillMethod,
-    TeacherConfig,
-    point_channels,
-    resize_like,
-    select_points,
-    validate_layers,
-)
+from methods.distill.layers import point_channels, resize_like, select_points, validate_layers
+from methods.distill.method import ADAPTERS, DistillMethod, TeacherConfig
 
 
 def cwd_divergence(student: torch.Tensor, teacher: torch.Tensor, tau: float) -> torch.Tensor:
@@ -51,19 +45,15 @@ class ChannelWiseDistillation(DistillMethod):
 
     @dataclass
     class Config(TeacherConfig):
-        tau: float = 4.0
-        weight: float = 3.0  # of the logit term
+        tau: float = setting(4.0, gt=0.0)
+        weight: float = setting(3.0, ge=0.0)  # of the logit term
         feature: Any = ""  # "" (logits only) | output | stages | atrous | all | [names]
-        feature_weight: float = 3.0
+        feature_weight: float = setting(3.0, ge=0.0)
 
-    def validate(self) -> None:
-        c = self.config
-        if c.feature != "":
-            validate_layers(c.feature, "feature")
-        if not c.tau > 0:
-            raise ValueError(f"cwd: tau must be > 0, got {c.tau}")
-        if c.weight < 0 or c.feature_weight < 0:
-            raise ValueError("cwd: weight and feature_weight must be >= 0")
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if self.feature != "":
+                validate_layers(self.feature, "feature")
 
     def tap_points(self, student, teacher, ctx):
         if self.config.feature == "":

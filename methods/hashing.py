@@ -19,16 +19,17 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from bench.config import Settings, setting
+from bench.facts import Fact
 from bench.method import Method, register_method
-from bench.registry import UnknownNameError
-from methods.kmeans import weight_layers
+from methods.pruning.masks import weight_layers
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -96,21 +97,13 @@ def hashed_buckets(model: nn.Module, name: str) -> torch.Tensor | None:
 
 
 @dataclass
-class HashingConfig:
-    compression: float = 8.0  # virtual weights per real weight: K = ceil(numel / compression)
-    seed: int = 0  # hash seed, stored in the artifact
-    finetune_epochs: int = -1  # -1: the budget's
+class HashingStats(Fact):
+    """Hashed layers, their virtual weights, and the real buckets behind them."""
 
-    def __post_init__(self):
-        if not isinstance(self.compression, (int, float)) or self.compression < 1:
-            raise UnknownNameError(
-                f"hashing compression must be a number >= 1, got {self.compression!r}")
-        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
-            raise UnknownNameError(f"hashing seed must be an integer in [0, 2**31), got "
-                                   f"{self.seed!r}")
-        if not isinstance(self.finetune_epochs, int) or self.finetune_epochs < -1:
-            raise UnknownNameError("hashing finetune_epochs must be -1 (budget) or >= 0, got "
-                                   f"{self.finetune_epochs!r}")
+    key: ClassVar[str] = "hashing"
+    layers: int
+    virtual_weights: int
+    buckets: int
 
 
 @register_method("hashing", family="weight_sharing")
@@ -118,14 +111,20 @@ class HashedNets(Method):
     """Every conv / linear weight generated from K hashed buckets."""
 
     version = 1
-    Config = HashingConfig
     sweep = [{"compression": 4}, {"compression": 8}, {"compression": 16}]
+
+    @dataclass
+    class Config(Settings):
+        # virtual weights per real weight: K = ceil(numel / compression)
+        compression: float = setting(8.0, ge=1)
+        seed: int = setting(0, ge=0, lt=2**31)  # hash seed, stored in the artifact
+        finetune_epochs: int = setting(-1, ge=-1)  # -1: the budget's
 
     def __init__(self, config=None):
         super().__init__(config)
         self.layers: dict[str, int] = {}
 
-    def compress(self, model: nn.Module, ctx) -> nn.Module:
+    def compress(self, ctx, model: nn.Module) -> nn.Module:
         c = float(self.config.compression)
         owners: dict[int, str] = {}
         for name, m in weight_layers(model).items():
@@ -138,8 +137,8 @@ class HashedNets(Method):
                        for name, m in weight_layers(model).items()}
         hash_model(model, self.layers, self.config.seed)
         virtual = sum(math.prod(model.get_submodule(n).weight.shape) for n in self.layers)
-        ctx.extras["hashing"] = {"layers": len(self.layers), "virtual_weights": virtual,
-                                 "buckets": sum(self.layers.values())}
+        ctx.report(HashingStats(layers=len(self.layers), virtual_weights=virtual,
+                                buckets=sum(self.layers.values())))
         return model
 
     def finetune_epochs(self, ctx) -> int:

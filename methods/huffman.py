@@ -1,6 +1,6 @@
 """Huffman coding as a lossless storage stage (Huffman 1952; stage three of Deep
 Compression). It changes no weight: it walks every tensor's blobs and replaces each raw
-blob by its canonical Huffman coding (codec `huffman`, see `_huffman_codec`) wherever that
+blob by its canonical Huffman coding (codec `huffman`, methods/codecs/huffman.py) wherever that
 is smaller, so it composes after any encoding: the b-bit indices and index gaps of
 `kmeans`, a pruning stage's sparse format, or plain dense floats (which barely compress:
 an honest result).
@@ -16,22 +16,19 @@ run), and `verify` calls it again.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from bench.artifact import ArtifactError, Blob, EncodedTensor, register_codec, torch_dtype
+from bench.artifact import ArtifactError, Blob, EncodedTensor, torch_dtype
+from bench.facts import Fact
 from bench.method import Method, register_method
-from methods import _huffman_codec as codec
+from methods.codecs import huffman as codec
 
 _WORD_BITS = (8, 16, 32)
 _MIN_BLOB = 16  # bytes; below this the code table alone outweighs any saving
-
-
-@register_codec("huffman")
-def decode_huffman(data: bytes, params: dict[str, Any]) -> bytes:
-    return codec.decode(data)
 
 
 def candidate_widths(et: EncodedTensor, key: str, blob: Blob) -> list[int]:
@@ -80,13 +77,24 @@ def state_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+@dataclass
+class HuffmanStats(Fact):
+    """Blobs Huffman-coded (of all blobs) and the payload before and after."""
+
+    key: ClassVar[str] = "huffman"
+    blobs_coded: int
+    blobs: int
+    payload_bytes_before: int
+    payload_bytes_after: int
+
+
 @register_method("huffman", family="coding")
 class HuffmanCoding(Method):
     """Lossless: canonical Huffman coding of every blob of the artifact."""
 
     version = 1
 
-    def encode(self, model, tensors: dict[str, EncodedTensor], ctx) -> dict[str, EncodedTensor]:
+    def encode(self, ctx, model, tensors: dict[str, EncodedTensor]) -> dict[str, EncodedTensor]:
         out, before, after, coded = {}, 0, 0, 0
         for name, et in tensors.items():
             blobs = {k: huffman_blob(et, k, b) for k, b in et.blobs.items()}
@@ -94,11 +102,9 @@ class HuffmanCoding(Method):
             after += sum(len(b.data) for b in blobs.values())
             coded += sum(b.codec == "huffman" for b in blobs.values())
             out[name] = EncodedTensor(et.encoding, et.shape, et.dtype, et.params, blobs)
-        if ctx is not None:
-            ctx.extras["huffman"] = {"blobs_coded": coded,
-                                     "blobs": sum(len(e.blobs) for e in tensors.values()),
-                                     "payload_bytes_before": before,
-                                     "payload_bytes_after": after}
+        ctx.report(HuffmanStats(blobs_coded=coded,
+                                blobs=sum(len(e.blobs) for e in tensors.values()),
+                                payload_bytes_before=before, payload_bytes_after=after))
         return out
 
     def artifact_meta(self, model: nn.Module) -> dict[str, Any]:

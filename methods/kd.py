@@ -17,8 +17,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from bench.config import setting
 from bench.method import register_method
-from methods._distill import DistillMethod, TeacherConfig, resize_like
+from methods.distill.layers import resize_like
+from methods.distill.method import DistillMethod, TeacherConfig
 
 
 def kd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -36,14 +38,8 @@ class KnowledgeDistillation(DistillMethod):
 
     @dataclass
     class Config(TeacherConfig):
-        alpha: float = 0.9  # weight of the soft (teacher) term
-        temperature: float = 4.0
-
-    def validate(self) -> None:
-        if not 0.0 <= self.config.alpha <= 1.0:
-            raise ValueError(f"kd: alpha must lie in [0, 1], got {self.config.alpha}")
-        if not self.config.temperature > 0:
-            raise ValueError(f"kd: temperature must be > 0, got {self.config.temperature}")
+        alpha: float = setting(0.9, ge=0.0, le=1.0)  # weight of the soft (teacher) term
+        temperature: float = setting(4.0, gt=0.0)
 
     def combine(self, ctx, student, targets, logits, task_loss, teacher_logits,
                 student_feats, teacher_feats):

@@ -20,38 +20,24 @@ Whichever is smaller is written; `huffman` can then entropy-code both index stre
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from bench.artifact import (
-    ArtifactError,
-    Blob,
-    EncodedTensor,
-    dtype_name,
-    register_encoding,
-    torch_dtype,
-)
+from bench.config import Settings, setting
+from bench.facts import Fact
 from bench.method import Method, register_method
 from bench.registry import UnknownNameError
-from methods._bitpack import pack, packed_size, unpack
+from methods.codecs.codebook import encode_codebook
+from methods.pruning.masks import weight_layers
 
 INITS = ("linear", "density", "random")
-_FLOAT_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.float64}
 
 
 # -- which layers -------------------------------------------------------------------------
-
-def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Conv and linear layers that own a weight tensor, by module name."""
-    return {name: m for name, m in model.named_modules()
-            if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))
-            and isinstance(getattr(m, "weight", None), torch.Tensor)}
-
 
 def execution_order(model: nn.Module, names: list[str], input_shape) -> list[str]:
     """`names` in the order a forward pass calls them (registration order may differ)."""
@@ -174,26 +160,24 @@ def share_weights(weight: torch.Tensor, bits: int, init: str, iterations: int,
 # -- the method ---------------------------------------------------------------------------
 
 @dataclass
-class KMeansConfig:
-    bits: int = 5  # index bits of the inner conv / linear layers (2**bits shared values)
-    first_last_bits: int = 8  # of the first and the last layer run (most sensitive)
-    init: str = "linear"  # centroid initialisation: linear | density | random
-    iterations: int = 30  # Lloyd iterations
-    finetune_epochs: int = -1  # centroid fine-tuning epochs; -1: the budget's
+class KMeansClusters(Fact):
+    """What was clustered: layers, weights, their mean index bits, the wide (8-bit) ends."""
 
-    def __post_init__(self):
-        for key in ("bits", "first_last_bits"):
-            v = getattr(self, key)
-            if not isinstance(v, int) or not 1 <= v <= 16:
-                raise UnknownNameError(f"kmeans {key} must be an integer in 1..16, got {v!r}")
-        if self.init not in INITS:
-            raise UnknownNameError(f"unknown kmeans init {self.init!r}; valid choices: "
-                                   f"{', '.join(INITS)}")
-        if not isinstance(self.iterations, int) or self.iterations < 1:
-            raise UnknownNameError(f"kmeans iterations must be >= 1, got {self.iterations!r}")
-        if not isinstance(self.finetune_epochs, int) or self.finetune_epochs < -1:
-            raise UnknownNameError("kmeans finetune_epochs must be -1 (budget) or >= 0, got "
-                                   f"{self.finetune_epochs!r}")
+    key: ClassVar[str] = "kmeans"
+    layers: int
+    shared_weights: int
+    mean_bits: float
+    first_last: list[str]
+
+
+@dataclass
+class KMeansStorage(Fact):
+    """How the `codebook` encoding stored them: layers per layout, index bytes."""
+
+    key: ClassVar[str] = "kmeans"
+    dense: int
+    sparse: int
+    index_bytes: int
 
 
 @register_method("kmeans", family="weight_sharing")
@@ -201,15 +185,23 @@ class KMeansSharing(Method):
     """k-means weight sharing with centroid fine-tuning."""
 
     version = 1
-    Config = KMeansConfig
     sweep = [{"bits": 2}, {"bits": 3}, {"bits": 4}, {"bits": 5}]
+
+    @dataclass
+    class Config(Settings):
+        # index bits of the inner conv / linear layers (2**bits shared values)
+        bits: int = setting(5, ge=1, le=16)
+        first_last_bits: int = setting(8, ge=1, le=16)  # the first and last layer run
+        init: str = setting("linear", choices=INITS)  # centroid initialisation
+        iterations: int = setting(30, ge=1)  # Lloyd iterations
+        finetune_epochs: int = setting(-1, ge=-1)  # centroid fine-tuning epochs; -1: budget's
 
     def __init__(self, config=None):
         super().__init__(config)
         self.layer_bits: dict[str, int] = {}
         self._shared: dict[str, _Shared] = {}
 
-    def compress(self, model: nn.Module, ctx) -> nn.Module:
+    def compress(self, ctx, model: nn.Module) -> nn.Module:
         layers = weight_layers(model)
         order = execution_order(model, list(layers), ctx.input_shape)
         ends = {order[0], order[-1]} if order else set()
@@ -230,13 +222,11 @@ class KMeansSharing(Method):
             self._shared[name] = info
             self.layer_bits[name] = bits
         n = sum(layers[k].weight.numel() for k in self.layer_bits)
-        ctx.extras["kmeans"] = {
-            "layers": len(self.layer_bits),
-            "shared_weights": n,
-            "mean_bits": sum(b * layers[k].weight.numel() for k, b in self.layer_bits.items())
+        ctx.report(KMeansClusters(
+            layers=len(self.layer_bits), shared_weights=n,
+            mean_bits=sum(b * layers[k].weight.numel() for k, b in self.layer_bits.items())
             / max(n, 1),
-            "first_last": sorted(ends),
-        }
+            first_last=sorted(ends)))
         return model
 
     def finetune_epochs(self, ctx) -> int:
@@ -247,7 +237,7 @@ class KMeansSharing(Method):
         for name, info in self._shared.items():
             info.retie(_leaf(model.get_submodule(name)))
 
-    def finalize(self, model: nn.Module, ctx) -> nn.Module:
+    def finalize(self, ctx, model: nn.Module) -> nn.Module:
         for name, info in self._shared.items():
             if info.handle is not None:
                 info.handle.remove()
@@ -263,7 +253,7 @@ class KMeansSharing(Method):
         return model
 
     # -- artifact -----------------------------------------------------------------------
-    def encode(self, model, tensors, ctx):
+    def encode(self, ctx, model, tensors):
         out = dict(tensors)
         stats = {"dense": 0, "sparse": 0, "index_bytes": 0}
         for name, bits in self.layer_bits.items():
@@ -277,8 +267,7 @@ class KMeansSharing(Method):
             stats[et.params["layout"]] += 1
             stats["index_bytes"] += sum(len(b.data) for k, b in et.blobs.items()
                                         if k != "codebook")
-        if ctx is not None:
-            ctx.extras.setdefault("kmeans", {}).update(stats)
+        ctx.report(KMeansStorage(**stats))
         return out
 
     def artifact_meta(self, model: nn.Module) -> dict[str, Any]:
@@ -303,101 +292,3 @@ class KMeansSharing(Method):
 
     def describe(self) -> str:
         return f"bits={self.config.bits}/{self.config.first_last_bits}"
-
-
-# -- the `codebook` encoding --------------------------------------------------------------
-
-def _gap_entries(positions: np.ndarray, gap_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Relative indexing (Deep Compression, Sec. 4): per nonzero, the zeros skipped since
-    the previous entry; a gap of >= 2**gap_bits is split with filler entries that each
-    skip 2**gap_bits - 1 zeros and store a zero. Returns (gaps, is_real_entry)."""
-    gaps = np.diff(positions, prepend=-1) - 1
-    span = 1 << gap_bits
-    fillers = gaps // span
-    n = len(gaps) + int(fillers.sum())
-    real = np.zeros(n, dtype=bool)
-    real_at = np.arange(len(gaps)) + np.cumsum(fillers)
-    real[real_at] = True
-    out = np.full(n, span - 1, dtype=np.int64)
-    out[real_at] = gaps % span
-    return out, real
-
-
-def encode_codebook(weight: torch.Tensor, max_bits: int) -> EncodedTensor:
-    """The smaller of the dense and sparse layouts of a weight with <= 2**max_bits values."""
-    dname = dtype_name(weight.dtype)
-    if dname not in _FLOAT_DTYPES:
-        raise ValueError(f"kmeans stores float weights, not {dname}")
-    flat = weight.reshape(-1).numpy()
-    values, inverse = np.unique(flat, return_inverse=True)
-    if len(values) > 1 << max_bits:
-        raise ValueError(f"{len(values)} distinct values do not fit {max_bits}-bit indices")
-    shape = tuple(weight.shape)
-    bits = max(1, math.ceil(math.log2(max(len(values), 1))))
-    dense = EncodedTensor("codebook", shape, dname, {"layout": "dense", "bits": bits}, {
-        "codebook": Blob(values.tobytes()),
-        "indices": Blob(pack(inverse, bits), params={"symbol_bits": bits}),
-    })
-    if not (values == 0).any():
-        return dense
-    # sparse: codebook[0] = 0 serves the fillers; the nonzeros index the rest
-    nonzero_values = values[values != 0]
-    codebook = np.concatenate([np.zeros(1, dtype=values.dtype), nonzero_values])
-    positions = np.flatnonzero(flat)
-    index_of = np.searchsorted(nonzero_values, flat[positions]) + 1
-    # every gap width's entry count follows from the gaps alone: build only the best one
-    skipped = np.diff(positions, prepend=-1) - 1
-    size, gap_bits = min(
-        (packed_size(n, g) + packed_size(n, bits), g)
-        for g in range(1, 17) for n in [len(skipped) + int((skipped >> g).sum())])
-    if size >= len(dense.blobs["indices"].data):
-        return dense
-    gaps, real = _gap_entries(positions, gap_bits)
-    entry_index = np.zeros(len(gaps), dtype=np.int64)
-    entry_index[real] = index_of
-    return EncodedTensor(
-        "codebook", shape, dname,
-        {"layout": "sparse", "bits": bits, "gap_bits": gap_bits, "entries": len(gaps)},
-        {"codebook": Blob(codebook.tobytes()),
-         "indices": Blob(pack(entry_index, bits), params={"symbol_bits": bits}),
-         "gaps": Blob(pack(gaps, gap_bits), params={"symbol_bits": gap_bits})},
-    )
-
-
-@register_encoding("codebook")
-def decode_codebook(et: EncodedTensor, blobs: dict[str, bytes]) -> torch.Tensor:
-    p = et.params
-    if et.dtype not in _FLOAT_DTYPES:
-        raise ArtifactError(f"codebook tensor of dtype {et.dtype!r}; valid: "
-                            f"{', '.join(_FLOAT_DTYPES)}")
-    np_dtype = _FLOAT_DTYPES[et.dtype]
-    raw = blobs["codebook"]
-    if len(raw) % np.dtype(np_dtype).itemsize:
-        raise ArtifactError(f"codebook of {len(raw)} bytes is not a whole number of values")
-    codebook = np.frombuffer(raw, dtype=np_dtype)
-    n = math.prod(et.shape)
-    bits = int(p["bits"])
-    if not 1 <= bits <= 16 or len(codebook) > 1 << bits:
-        raise ArtifactError(f"codebook of {len(codebook)} values with {bits}-bit indices")
-    if p["layout"] == "dense":
-        index = unpack(blobs["indices"], bits, n)
-        out = _lookup(codebook, index)
-    elif p["layout"] == "sparse":
-        m, gap_bits = int(p["entries"]), int(p["gap_bits"])
-        if not 0 <= m <= n or not 1 <= gap_bits <= 16:
-            raise ArtifactError(f"sparse codebook tensor with {m} entries for {n} weights")
-        positions = np.cumsum(unpack(blobs["gaps"], gap_bits, m).astype(np.int64) + 1) - 1
-        if m and positions[-1] >= n:
-            raise ArtifactError("sparse codebook entries run past the tensor's end")
-        out = np.zeros(n, dtype=np_dtype)
-        out[positions] = _lookup(codebook, unpack(blobs["indices"], bits, m))
-    else:
-        raise ArtifactError(f"unknown codebook layout {p['layout']!r}; valid: dense, sparse")
-    return torch.from_numpy(np.ascontiguousarray(out)).to(torch_dtype(et.dtype)).reshape(
-        et.shape)
-
-
-def _lookup(codebook: np.ndarray, index: np.ndarray) -> np.ndarray:
-    if len(index) and int(index.max()) >= len(codebook):
-        raise ArtifactError(f"index {int(index.max())} outside a codebook of {len(codebook)}")
-    return codebook[index.astype(np.int64)]

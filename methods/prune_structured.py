@@ -11,7 +11,7 @@ pruning decision removes the same channels from all of them. We:
   that max-unpooling indices tie a decoder layer's channels to an encoder's, as in ENet
   and SegNet): each group is pruned by one channel on a weightless (meta-device) copy and
   run at two input sizes; groups that break the forward pass are kept whole and listed
-  in the run's extras. If nothing prunable is left, or the pruned model does not run, the
+  in the run's record. If nothing prunable is left, or the pruned model does not run, the
   run fails with a message saying so and the grid goes on;
 * rank channels by `importance` (L1 / L2 filter norm, BatchNorm scale as in network
   slimming, or first-order Taylor on a few training batches) within each group or
@@ -25,57 +25,26 @@ The result is a smaller dense model: fewer parameters, MAdds and (usually) laten
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import itertools
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from bench.config import ConfigError, Settings, setting
+from bench.facts import Fact
 from bench.method import Method, register_method
-from methods._masks import ConfigError, choice
+from methods.pruning.channels import ROOT_TYPES, classifier_layers, no_inplace
 
 IMPORTANCES = ("l1", "l2", "bn_scale", "taylor")
-ROOT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-              nn.ConvTranspose3d, nn.Linear)
 # module attributes that carry a channel count; resized together with the tensors
 SHAPE_ATTRS = ("in_channels", "out_channels", "groups", "num_features", "in_features",
                "out_features", "num_parameters", "num_channels", "num_groups",
                "normalized_shape")
 CHECK_SIZES = ((64, 64), (61, 93))  # (H, W) the pruned model must run at
 PROBE_SIZES = ((32, 32), (29, 45))  # (H, W) of the cheap per-group probes
-
-
-@dataclass
-class Config:
-    ratio: float = 0.25  # fraction of channels removed (per group, or overall if global)
-    importance: str = "l1"  # l1 | l2 | bn_scale | taylor
-    global_pruning: bool = False  # rank channels across layers instead of within each
-    iterative_steps: int = 1  # prune in this many steps, fine-tuning between them
-    ignore: list[str] = field(default_factory=list)  # fnmatch patterns of module names
-    max_layer_ratio: float = 0.9  # global ranking never removes more of one layer
-    taylor_batches: int = 4  # training batches whose gradients rank channels (taylor)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.ratio, (int, float)) or not 0.0 <= self.ratio < 1.0:
-            raise ConfigError(f"ratio must be a number in [0, 1), got {self.ratio!r}")
-        choice("importance", self.importance, IMPORTANCES)
-        if not isinstance(self.global_pruning, bool):
-            raise ConfigError(f"global_pruning must be true or false, got "
-                              f"{self.global_pruning!r}")
-        for name in ("iterative_steps", "taylor_batches"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
-        if not isinstance(self.max_layer_ratio, (int, float)) or not (
-            0.0 < self.max_layer_ratio < 1.0
-        ):
-            raise ConfigError(f"max_layer_ratio must be in (0, 1), got {self.max_layer_ratio!r}")
-        if not isinstance(self.ignore, list) or not all(isinstance(p, str) for p in self.ignore):
-            raise ConfigError(f"ignore must be a list of module-name patterns, got "
-                              f"{self.ignore!r}")
 
 
 # -- shapes: what the artifact records and the loader restores -------------------------
@@ -121,19 +90,13 @@ def resize_to_fit(model: nn.Module, shapes: dict[str, dict[str, Any]]) -> nn.Mod
 
 # -- torch-pruning ----------------------------------------------------------------------
 
-def classifier_layers(model: nn.Module, num_classes: int) -> list[nn.Module]:
-    """Layers producing `num_classes` channels: the classifier(s), never pruned."""
-    return [m for m in model.modules() if isinstance(m, ROOT_TYPES)
-            and getattr(m, "out_channels", getattr(m, "out_features", None)) == num_classes]
-
-
 def ignored_by_pattern(model: nn.Module, patterns: list[str]) -> list[nn.Module]:
     named = dict(model.named_modules())
     out = []
     for pat in patterns:
         hit = fnmatch.filter([n for n in named if n], pat)
         if not hit:
-            raise ConfigError(f"ignore pattern {pat!r} matches no module of the model")
+            raise ConfigError("ignore", pat, "patterns that match modules of the model")
         out += [named[n] for n in hit]
     return out
 
@@ -141,7 +104,8 @@ def ignored_by_pattern(model: nn.Module, patterns: list[str]) -> list[nn.Module]
 def make_importance(name: str):
     import torch_pruning as tp
 
-    choice("importance", name, IMPORTANCES)
+    if name not in IMPORTANCES:
+        raise ConfigError("importance", name, "one of " + ", ".join(IMPORTANCES))
     if name == "l1":
         return tp.importance.MagnitudeImportance(p=1)
     if name == "l2":
@@ -149,21 +113,6 @@ def make_importance(name: str):
     if name == "bn_scale":
         return tp.importance.BNScaleImportance()
     return tp.importance.TaylorImportance()
-
-
-@contextlib.contextmanager
-def no_inplace(model: nn.Module):
-    """Trace with in-place activations switched off: torch-pruning 1.6 loses a conv from
-    its graph when an in-place ReLU follows it directly (VGG in FCN-8s has no BatchNorm
-    between them). Pruning decisions do not depend on it; the flags are restored."""
-    flagged = [m for m in model.modules() if getattr(m, "inplace", None) is True]
-    for m in flagged:
-        m.inplace = False
-    try:
-        yield
-    finally:
-        for m in flagged:
-            m.inplace = True
 
 
 def _runs(model: nn.Module, sizes, device) -> Exception | None:
@@ -243,11 +192,36 @@ def out_pruned_layers(group, graph) -> list[nn.Module]:
             and isinstance(dep.target.module, nn.Module)]
 
 
+@dataclass
+class ChannelPruning(Fact):
+    """Parameters before and after, the channel groups found and those kept whole because
+    pruning them breaks the forward pass, the layers never pruned, the epoch split."""
+
+    key: ClassVar[str] = "prune_structured"
+    params_before: int
+    params_after: int
+    param_ratio: float
+    groups: int
+    groups_kept_unsupported: list[dict[str, Any]]
+    ignored_layers: list[str]
+    finetune_epochs_per_step: list[int]
+
+
 @register_method("prune_structured", family="prune")
 class StructuredPruning(Method):
     version = 1
-    Config = Config
     sweep = [{"ratio": 0.25}, {"ratio": 0.5}]
+
+    @dataclass
+    class Config(Settings):
+        # fraction of channels removed (per group, or overall if global)
+        ratio: float = setting(0.25, ge=0.0, lt=1.0)
+        importance: str = setting("l1", choices=IMPORTANCES)  # l1 | l2 | bn_scale | taylor
+        global_pruning: bool = False  # rank channels across layers instead of within each
+        iterative_steps: int = setting(1, ge=1)  # prune in steps, fine-tuning between them
+        ignore: list[str] = setting([])  # fnmatch patterns of module names
+        max_layer_ratio: float = setting(0.9, gt=0.0, lt=1.0)  # global: most of one layer
+        taylor_batches: int = setting(4, ge=1)  # training batches that rank channels (taylor)
 
     def __init__(self, config: Config | None = None):
         super().__init__(config)
@@ -261,7 +235,7 @@ class StructuredPruning(Method):
         split = [finetune_epochs // k + (1 if i < finetune_epochs % k else 0) for i in range(k)]
         return split[::-1]
 
-    def compress(self, model: nn.Module, ctx) -> nn.Module:
+    def compress(self, ctx, model: nn.Module) -> nn.Module:
         import torch_pruning as tp
 
         c = self.config
@@ -315,17 +289,17 @@ class StructuredPruning(Method):
             raise RuntimeError(f"prune_structured: no channel of {ctx.spec.model} was removed "
                                f"(importance {c.importance!r} scored no prunable group; "
                                f"bn_scale needs BatchNorm layers)")
-        ctx.extras["prune_structured"] = {
-            "params_before": self.params_before,
-            "params_after": params,
-            "param_ratio": params / self.params_before,
-            "groups": len(groups),
-            "groups_kept_unsupported": [
+        ctx.report(ChannelPruning(
+            params_before=self.params_before,
+            params_after=params,
+            param_ratio=params / self.params_before,
+            groups=len(groups),
+            groups_kept_unsupported=[
                 {"root": names.get(g[0][0].target.module, "?"), "coupled": len(g),
                  "error": f"{type(e).__name__}: {str(e)[:200]}"} for g, e in bad],
-            "ignored_layers": sorted({names[m] for m in ignored if m in names}),
-            "finetune_epochs_per_step": self.steps_epochs,
-        }
+            ignored_layers=sorted({names[m] for m in ignored if m in names}),
+            finetune_epochs_per_step=self.steps_epochs,
+        ))
         return model
 
     def _taylor_gradients(self, model: nn.Module, ctx) -> None:

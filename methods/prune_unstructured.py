@@ -18,7 +18,7 @@ What it does to a trained model:
 * re-applies the masks after every optimizer step, so pruned weights stay zero through
   fine-tuning, and bakes them in `finalize`;
 * stores every tensor in the smallest of dense, bitmask and relative-index form
-  (methods/_sparse.py), which is what `size_bytes` measures.
+  (methods/codecs/sparse.py), which is what `size_bytes` measures.
 
 Latency stays that of the dense model: PyTorch runs the zeros through dense kernels, and
 the leaderboard says so (speedup ~1). The saving that a sparse kernel could realise is
@@ -27,72 +27,60 @@ the leaderboard says so (speedup ~1). The saving that a sparse kernel could real
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
+from bench.config import ConfigError, Settings, setting
+from bench.facts import UnstructuredSparsity
 from bench.method import Method, register_method
-from methods._masks import (
+from methods.codecs.sparse import FORMATS, sparsify_state
+from methods.pruning.masks import (
     PROBE_SHAPE,
     SCOPES,
-    ConfigError,
     agp_sparsity,
     apply_masks,
-    choice,
     layer_zero_counts,
     magnitude_masks,
     prunable_layers,
 )
-from methods._sparse import FORMATS, sparsify_state
 
 SCHEDULES = ("oneshot", "gradual")
-
-
-@dataclass
-class Config:
-    sparsity: float = 0.5  # fraction of the prunable weights set to zero
-    scope: str = "layer"  # layer | global: rank magnitudes within each layer or over all
-    schedule: str = "oneshot"  # oneshot | gradual (AGP)
-    initial_sparsity: float = 0.0  # gradual: sparsity at begin_step
-    begin_step: int | None = None  # gradual: first pruning step (None: 1/4 into fine-tuning)
-    end_step: int | None = None  # gradual: step the final sparsity is reached (None: 3/4)
-    frequency: int = 100  # gradual: steps between pruning events
-    exclude_first: bool = True  # keep the stem convolution dense
-    exclude_last: bool = True  # keep the classifier layer(s) dense
-    exclude: list[str] = field(default_factory=list)  # fnmatch patterns of layer names
-    sparse_format: str = "auto"  # auto | bitmask | relidx (auto: smallest per tensor)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.sparsity, (int, float)) or not 0.0 <= self.sparsity < 1.0:
-            raise ConfigError(f"sparsity must be a number in [0, 1), got {self.sparsity!r}")
-        choice("scope", self.scope, SCOPES)
-        choice("schedule", self.schedule, SCHEDULES)
-        choice("sparse_format", self.sparse_format, FORMATS)
-        if not isinstance(self.initial_sparsity, (int, float)) or not (
-            0.0 <= self.initial_sparsity <= self.sparsity
-        ):
-            raise ConfigError(f"initial_sparsity must be in [0, sparsity={self.sparsity}], "
-                              f"got {self.initial_sparsity!r}")
-        if not isinstance(self.frequency, int) or self.frequency < 1:
-            raise ConfigError(f"frequency must be an integer >= 1, got {self.frequency!r}")
-        for name in ("begin_step", "end_step"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 0):
-                raise ConfigError(f"{name} must be null or an integer >= 0, got {v!r}")
-        if (self.begin_step is not None and self.end_step is not None
-                and self.end_step < self.begin_step):
-            raise ConfigError(f"end_step {self.end_step} is before begin_step {self.begin_step}")
-        if not isinstance(self.exclude, list) or not all(isinstance(p, str) for p in self.exclude):
-            raise ConfigError(f"exclude must be a list of layer-name patterns, got "
-                              f"{self.exclude!r}")
 
 
 @register_method("prune_unstructured", family="prune")
 class UnstructuredPruning(Method):
     version = 1
-    Config = Config
     sweep = [{"sparsity": 0.5}, {"sparsity": 0.75}, {"sparsity": 0.9}]
+
+    @dataclass
+    class Config(Settings):
+        sparsity: float = setting(0.5, ge=0.0, lt=1.0)  # fraction of prunable weights zeroed
+        # layer | global: rank magnitudes within each layer or over all
+        scope: str = setting("layer", choices=SCOPES)
+        schedule: str = setting("oneshot", choices=SCHEDULES)  # oneshot | gradual (AGP)
+        initial_sparsity: float = setting(0.0, ge=0.0)  # gradual: sparsity at begin_step
+        # gradual: first pruning step (None: 1/4 into fine-tuning)
+        begin_step: int | None = setting(None, ge=0)
+        # gradual: step the final sparsity is reached (None: 3/4)
+        end_step: int | None = setting(None, ge=0)
+        frequency: int = setting(100, ge=1)  # gradual: steps between pruning events
+        exclude_first: bool = True  # keep the stem convolution dense
+        exclude_last: bool = True  # keep the classifier layer(s) dense
+        exclude: list[str] = setting([])  # fnmatch patterns of layer names
+        # auto | bitmask | relidx (auto: smallest per tensor)
+        sparse_format: str = setting("auto", choices=FORMATS)
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if self.initial_sparsity > self.sparsity:
+                raise ConfigError("initial_sparsity", self.initial_sparsity,
+                                  f"a number in [0, sparsity={self.sparsity}]")
+            if (self.begin_step is not None and self.end_step is not None
+                    and self.end_step < self.begin_step):
+                raise ConfigError("end_step", self.end_step,
+                                  f"null or an integer >= begin_step={self.begin_step}")
 
     def __init__(self, config: Config | None = None):
         super().__init__(config)
@@ -108,8 +96,8 @@ class UnstructuredPruning(Method):
                                  exclude_last=c.exclude_last, exclude=c.exclude,
                                  input_shape=input_shape)
         if not layers:
-            raise ConfigError("prune_unstructured: every conv/linear layer is excluded; "
-                              "nothing is left to prune")
+            raise ConfigError("exclude", c.exclude, "patterns that leave at least one "
+                              "conv/linear layer to prune (every one is excluded)")
         return layers
 
     def prune_to(self, model: nn.Module, sparsity: float) -> None:
@@ -127,7 +115,7 @@ class UnstructuredPruning(Method):
         return begin, max(begin, end)
 
     # -- hooks ----------------------------------------------------------------------------
-    def compress(self, model: nn.Module, ctx) -> nn.Module:
+    def compress(self, ctx, model: nn.Module) -> nn.Module:
         c = self.config
         self.layers = self.select_layers(model, ctx.input_shape)
         if c.schedule == "oneshot":
@@ -151,33 +139,32 @@ class UnstructuredPruning(Method):
                 self.events.append((step, target))
         apply_masks(model, self.masks)
 
-    def finalize(self, model: nn.Module, ctx) -> nn.Module:
+    def finalize(self, ctx, model: nn.Module) -> nn.Module:
         c = self.config
         if not self.layers:
-            self.layers = self.select_layers(model, ctx.input_shape if ctx else PROBE_SHAPE)
+            self.layers = self.select_layers(model, ctx.input_shape)
         completed = self.current >= c.sparsity
         if not completed:  # the gradual schedule did not end within fine-tuning
             self.prune_to(model, c.sparsity)
         apply_masks(model, self.masks)
-        if ctx is not None:
-            counts = layer_zero_counts(model, self.layers)
-            zeros = sum(z for z, _ in counts.values())
-            total = sum(n for _, n in counts.values())
-            ctx.extras["prune_unstructured"] = {
-                "prunable_layers": len(self.layers),
-                "prunable_weights": total,
-                "zero_weights": zeros,
-                "prunable_sparsity": zeros / max(total, 1),
-                "layer_sparsity": {n: round(z / k, 5) for n, (z, k) in counts.items()},
-                "dead_layers": [n for n, (z, k) in counts.items() if z == k],
-                "schedule_events": self.events,
-                "schedule_completed_in_finetuning": completed or c.schedule == "oneshot",
-                "latency_kernel": "dense PyTorch kernels (no sparse kernel: no speedup)",
-            }
+        counts = layer_zero_counts(model, self.layers)
+        zeros = sum(z for z, _ in counts.values())
+        total = sum(n for _, n in counts.values())
+        ctx.report(UnstructuredSparsity(
+            prunable_layers=len(self.layers),
+            prunable_weights=total,
+            zero_weights=zeros,
+            prunable_sparsity=zeros / max(total, 1),
+            layer_sparsity={n: round(z / k, 5) for n, (z, k) in counts.items()},
+            dead_layers=[n for n, (z, k) in counts.items() if z == k],
+            schedule_events=self.events,
+            schedule_completed_in_finetuning=completed or c.schedule == "oneshot",
+            latency_kernel="dense PyTorch kernels (no sparse kernel: no speedup)",
+        ))
         return model
 
     # -- artifact -------------------------------------------------------------------------
-    def encode(self, model, tensors, ctx):
+    def encode(self, ctx, model, tensors):
         return sparsify_state(tensors, self.config.sparse_format)
 
     def artifact_meta(self, model: nn.Module) -> dict[str, Any]:

@@ -2,27 +2,22 @@
 
 The trained baseline's BatchNorms are folded into their convolutions, its conv /
 transposed-conv / linear layers and activations become brevitas quantized layers
-(methods/_qnt_plan.py says where), activation scales are calibrated on training images,
+(methods/quant/plan.py says where), activation scales are calibrated on training images,
 and the harness's shared loop fine-tunes weights and scales for the budget's fine-tuning
 epochs at the fine-tuning learning rate. The result is frozen to integer weights packed at
-their bit-width and evaluated and timed in onnxruntime (methods/_qnt_method.py).
+their bit-width and evaluated and timed in onnxruntime (methods/quant/method.py).
 """
 
 from dataclasses import dataclass
 
+from bench.config import setting
 from bench.method import register_method
-from methods._qnt_method import QuantMethod, QuantMethodConfig
-
-
-@dataclass
-class QATConfig(QuantMethodConfig):
-    epochs: int | None = None  # fine-tuning epochs; null: the budget's finetune_epochs
+from methods.quant.method import QuantMethod, QuantMethodConfig
 
 
 @register_method("qat", family="quant")
 class QAT(QuantMethod):
     version = 1
-    Config = QATConfig
     sweep = [
         {"weight_bits": 8, "act_bits": 8},
         {"weight_bits": 4, "act_bits": 8},
@@ -30,11 +25,10 @@ class QAT(QuantMethod):
         {"weight_bits": 2, "act_bits": 8},
     ]
 
-    def __init__(self, config=None):
-        super().__init__(config)
-        e = self.config.epochs
-        if e is not None and (not isinstance(e, int) or e < 0):
-            raise ValueError(f"epochs must be a non-negative integer or null, got {e!r}")
+    @dataclass
+    class Config(QuantMethodConfig):
+        # fine-tuning epochs; null: the budget's finetune_epochs
+        epochs: int | None = setting(None, ge=0)
 
     def finetune_epochs(self, ctx) -> int:
         e = self.config.epochs

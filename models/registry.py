@@ -10,6 +10,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -33,9 +34,8 @@ class ModelInfo:
 
 
 def _import_all_models() -> None:
-    import models
-
-    for mod in pkgutil.iter_modules(models.__path__):
+    # the zoo's folder, not `import models`: that package imports this module
+    for mod in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if mod.name not in {"registry"} and not mod.name.startswith("_"):
             importlib.import_module(f"models.{mod.name}")
 

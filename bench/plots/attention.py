@@ -1,8 +1,9 @@
 """Attention maps of teacher and student at the layers an `at` run transferred (its layer
 set: output, atrous, all, ...), on one fixed validation image. The map of a layer is the
-channel mean of the squared activations (Zagoruyko & Komodakis), computed by the `at`
-plugin's own `attention_map` at the tap points its `select_points` chooses, so the figure
-shows exactly what the loss compared. Each map is scaled to [0, 1] for display.
+channel mean of the squared activations (Zagoruyko & Komodakis), computed by the
+`attention_map` the `at` plugin uses (methods/distill/layers.py) at the tap points its
+`select_points` chooses, so the figure shows exactly what the loss compared.
+Each map is scaled to [0, 1] for display.
 
 The student is the run's reloaded artifact; the teacher is the cached trained baseline
 the run distilled from (the figure is skipped if that cache is gone: plots never train).
@@ -16,6 +17,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
+from bench.facts import Teacher, read
 from bench.plots import loading
 from bench.plots import records as R
 from bench.plots.style import save, slug
@@ -24,19 +26,9 @@ IMAGE_INDEX = 0  # the fixed validation image
 MAX_POINTS = 6  # rows shown (the first ones of the layer set) to keep the figure readable
 
 
-def teacher_of(rec: dict) -> tuple[str, dict]:
-    """(zoo name, kwargs) of the teacher, as methods/_distill.py `load_teacher` picks it."""
-    cfg = next(s["config"] for s in rec["config"]["stages"] if s["method"] == "at")
-    name = cfg.get("teacher") or rec["model"]
-    kwargs = cfg.get("teacher_kwargs") or (
-        rec["config"].get("model_kwargs", {}) if name == rec["model"] else {})
-    return name, dict(kwargs)
-
-
 def maps(model: torch.nn.Module, layers, num_classes: int, image: torch.Tensor):
     """[(tap point name, HxW attention map in [0, 1])] of `model` on `image` (1CHW)."""
-    from methods._distill import FeatureTap, select_points
-    from methods.at import attention_map
+    from methods.distill.layers import FeatureTap, attention_map, select_points
 
     points = select_points(model, layers, num_classes, tuple(image.shape))
     tap = FeatureTap(model, points)
@@ -101,8 +93,13 @@ def plot(results: Path, out_dir: Path, models: list[str] | None = None) -> list[
         if key in seen:  # one figure per student variant, pipeline and layer set
             continue
         seen.add(key)
-        t_name, t_kw = teacher_of(rec)
-        teacher = loading.cached_baseline(rec, results, t_name, t_kw)
+        fact = read(rec, Teacher)  # the teacher the run reports it distilled from
+        if fact is None:
+            print(f"plots: skip attention of run {rec['run_id']}: its record names no "
+                  f"teacher", file=sys.stderr)
+            continue
+        t_name = fact.model
+        teacher = loading.cached_baseline(rec, results, t_name, fact.model_kwargs)
         if teacher is None:
             print(f"plots: skip attention of run {rec['run_id']}: the teacher's cached "
                   f"baseline ({t_name}) is not under {results}/cache", file=sys.stderr)

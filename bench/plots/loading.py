@@ -26,17 +26,12 @@ def run_context(rec: dict[str, Any], results: Path):
 def reloaded(rec: dict[str, Any], results: Path, ctx=None) -> tuple[nn.Module, Callable]:
     """(model, predict): the artifact's model and what the run evaluated with (its stages'
     predictor, e.g. onnxruntime, or the model itself)."""
-    from bench.export import load_model
+    from bench.export import load_model, select_predictor
 
     path = artifact_path(rec, results)
     model, _, stages = load_model(path)
     model.eval()
-    predict: Callable = model
-    ctx = ctx or run_context(rec, results)
-    for st in stages:
-        p = st.method.predictor(model, path, ctx)
-        if p is not None:
-            predict = p
+    predict, _ = select_predictor(model, path, stages, ctx or run_context(rec, results))
     return model, predict
 
 

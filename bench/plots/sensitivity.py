@@ -47,7 +47,7 @@ def ensure_csvs(results: Path, models: list[str] | None) -> None:
     from bench.method import METHODS
     from bench.sensitivity import run_sensitivity
     from bench.spec import RunSpec, spec_from_dict
-    from methods._masks import weight_layers
+    from methods.pruning.masks import weight_layers
     from models import create_model
 
     done: set[tuple] = set()

@@ -3,7 +3,6 @@ default (run what is missing, then write every selected table)."""
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,9 @@ TABLE_SETS = ("budget.<field>", "train.<field>", "real_dataset", "real_root", "s
 
 def options_from_args(args) -> Options:
     from bench.budgets import get_budget
-    from bench.cli import UsageError, parse_sets
     from bench.data import DATASETS
-    from bench.runner import git_revision, resolve_device
-    from bench.spec import TrainConfig
+    from bench.options import UsageError, device, parse_sets, train_config
+    from bench.runner import git_revision
 
     opts = Options(dataset=args.dataset, budget=args.budget, results=Path(args.results),
                    data_root=Path(args.data_root) if args.data_root else None)
@@ -48,20 +46,11 @@ def options_from_args(args) -> Options:
 
     # unknown budget fields fail here, by name; out-of-range values too
     problem = validate.budget_problem(get_budget(opts.budget, opts.budget_sets))
-    valid_train = {f.name for f in dataclasses.fields(TrainConfig)}
-    bad = sorted(set(opts.train_sets) - valid_train)
-    if bad:
-        raise UnknownNameError(f"unknown train setting(s) {', '.join(bad)}; valid: "
-                               f"{', '.join(sorted(valid_train))}")
-    train = TrainConfig(**opts.train_sets)
-    train.validate()
+    train = train_config(opts.train_sets)
     problem = problem or validate.train_problem(train)
     if problem:
         raise UsageError(problem)
-    try:
-        opts.device = resolve_device(args.device)
-    except (RuntimeError, ValueError) as e:
-        raise UsageError(str(e)) from None
+    opts.device = device(args.device)
     opts.revision = git_revision()
     return opts
 

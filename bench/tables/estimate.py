@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
@@ -63,12 +62,15 @@ def eval_hw(spec: RunSpec) -> tuple[int, int]:
     return (s, s)
 
 
-def finetune_epochs(cls, stage: dict, spec: RunSpec) -> int:
+def finetune_epochs(cls, stage: dict, spec: RunSpec, results: Path) -> int:
     """The stage's own answer where it needs nothing but the budget (most do); the
-    budget's fine-tuning epochs where it needs more of a live run context."""
+    budget's fine-tuning epochs where it needs more of a live run (data, a model)."""
+    from bench.context import RunContext
+
     try:
         method = cls(cls.Config(**stage.get("config", {})))
-        return int(method.finetune_epochs(SimpleNamespace(budget=spec.budget, spec=spec)))
+        ctx = RunContext(spec, device=torch.device("cpu"), results=results)
+        return int(method.finetune_epochs(ctx))
     except Exception:  # a hook that reads more of the context than an estimate has
         return spec.budget.finetune_epochs
 
@@ -121,15 +123,15 @@ def estimate(spec: RunSpec, results: Path, num_classes: int, static_of,
     if not spec.is_baseline:
         classes = [METHODS.get(st["method"]) for st in spec.stages]
         for i, (st, cls) in enumerate(zip(spec.stages, classes)):
-            # the stages' own schedule rules (methods/_distill.py): a distiller trains a
+            # the stages' own schedule rules (methods/distill/method.py): a distiller trains a
             # fresh student on the baseline's epochs only when every stage before it built
             # one, else it fine-tunes; a student builder trains unless a distiller follows
-            fresh = all(getattr(c, "builds_student", False) for c in classes[:i])
+            fresh = all(c.builds_student for c in classes[:i])
             epochs = b.epochs if fresh else b.finetune_epochs
-            if getattr(cls, "builds_student", False):
-                later = any(getattr(c, "trains_student", False) for c in classes[i + 1:])
+            if cls.builds_student:
+                later = any(c.trains_student for c in classes[i + 1:])
                 work += (0 if later else b.epochs) * n_train * 3 * train_img
-            elif getattr(cls, "trains_student", False):
+            elif cls.trains_student:
                 teacher = st["config"].get("teacher") or spec.model
                 tkw = st["config"].get("teacher_kwargs") or (
                     spec.model_kwargs if teacher == spec.model else {})
@@ -140,7 +142,7 @@ def estimate(spec: RunSpec, results: Path, num_classes: int, static_of,
                 work += n_eval * madds_of(teacher, tkw, ev)  # the teacher is scored too
                 fixed += io(teacher, tkw)
             else:
-                work += finetune_epochs(cls, st, spec) * n_train * 3 * train_img
+                work += finetune_epochs(cls, st, spec, results) * n_train * 3 * train_img
     work += (n_eval + 1 + 2 * (b.latency_runs + b.latency_warmup)) * eval_img  # paired timing
     seconds = work / (madds_per_second() * NETWORK_EFFICIENCY) + fixed
     return Estimate(seconds, trains_baseline, exact)

@@ -7,7 +7,7 @@ from bench.method import METHODS, Method, register_method
 
 
 class Crash(Method):
-    def compress(self, model, ctx):
+    def compress(self, ctx, model):
         os._exit(1)
 
 

@@ -20,8 +20,9 @@ from bench.artifact import (
     read_artifact,
     write_artifact,
 )
+from bench.facts import FactLog
+from methods.codecs.codebook import encode_codebook
 from methods.huffman import HuffmanCoding
-from methods.kmeans import encode_codebook
 
 RNG = np.random.default_rng(0)
 HEAD = struct.Struct("<8sIQI")  # magic, version, header length, header CRC32
@@ -44,7 +45,7 @@ def _tensors(state) -> dict[str, EncodedTensor]:
     tensors["q.weight"] = encode_codebook(state["q.weight"], 2)
     tensors["s.weight"] = encode_codebook(state["s.weight"], 3)
     tensors["empty_q.weight"] = encode_codebook(state["empty_q.weight"], 3)
-    return HuffmanCoding().encode(None, tensors, None)
+    return HuffmanCoding().encode(FactLog(), None, tensors)
 
 
 @pytest.fixture(scope="module")
@@ -173,9 +174,10 @@ def test_header_flip_in_stage_metadata_is_detected(tmp_path):
     model = create_model("enet", num_classes=9).eval()
     cls = METHODS.get("hashing")
     hashing = cls(cls.Config(compression=64, seed=3))
-    hashing.compress(model, type("Ctx", (), {"extras": {}})())
+    hashing.compress(FactLog(), model)
     path = export_model(model, tmp_path / "m", model_name="enet", num_classes=9,
-                        model_kwargs={}, stages=[Stage(hashing), Stage(HuffmanCoding())])
+                        model_kwargs={}, stages=[Stage(hashing), Stage(HuffmanCoding())],
+                        ctx=FactLog())
     data = path.read_bytes()
     magic, version, hlen, crc = HEAD.unpack_from(data)
     header = zlib.decompress(data[HEAD.size : HEAD.size + hlen]).decode()

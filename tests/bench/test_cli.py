@@ -17,6 +17,10 @@ from bench.cli import main
          "unknown optimizer 'rmsprop'"),
         (["run", "--method", "none", "--set", "budget.nope=1"], "unknown budget field"),
         (["run", "--method", "none", "--set", "noequals"], "--set expects key=value"),
+        (["run", "--method", "none", "--set", "budget.epochs=abc"],
+         "bad setting budget.epochs='abc'; valid: an integer"),
+        (["run", "--method", "none", "--set", "train.amp=2"],
+         "bad setting train.amp=2; valid: true or false"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_listing_choices(args, needle, capsys):

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from bench.data.synthetic import VERSION
+from bench.facts import Distill, OrtTiming, Teacher, report
 from bench.leaderboard import build_rows, write_leaderboard
 from bench.records import iter_records, write_record
 
@@ -157,7 +158,11 @@ def test_onnxruntime_rows_are_sped_up_against_the_onnxruntime_baseline(tmp_path)
     write_record(tmp_path, _rec("b0", "none", 0, 0.8, 10.0, "b0"))
     q = _rec("q0", "ptq", 0, 0.79, 8.0, "b0")  # faster than eager torch...
     q["metrics"]["runtime"] = "onnxruntime"
-    q["extras"] = {"ort_speedup": 0.9}  # ...but slower than the same graph in fp32
+    q["extras"] = {}
+    report(q["extras"], OrtTiming(  # ...but slower than the same graph in fp32
+        ort_fp32_latency_ms=9.0, ort_fp32_latency_iqr_ms=0.1, ort_int_latency_ms=10.0,
+        ort_int_latency_iqr_ms=0.1, ort_speedup=0.9, ort_threads=1, ort_layout="nchw",
+        ort_integer_ops={"QLinearConv": 3}, ort_float_convs=0))
     write_record(tmp_path, q)
     write_record(tmp_path, _rec("p0", "prune", 0, 0.7, 5.0, "b0"))
     rows, _ = build_rows(tmp_path)
@@ -167,8 +172,11 @@ def test_onnxruntime_rows_are_sped_up_against_the_onnxruntime_baseline(tmp_path)
 
 def _distilled(run_id, method, seed, miou, base_id, undistilled_id):
     r = _rec(run_id, method, seed, miou, 10.0, base_id)
-    r["extras"] = {"teacher": {"model": "enet", "run_id": base_id, "miou": 0.80},
-                   "distill": {"undistilled_run_id": undistilled_id}}
+    r["extras"] = {}
+    report(r["extras"], Teacher(model="enet", model_kwargs={}, run_id=base_id,
+                                train_seconds=1.0, train_steps=2, trained_now=False, miou=0.80))
+    report(r["extras"], Distill(method=method.split("+")[-1], student_layers=[],
+                                teacher_layers=[], undistilled_run_id=undistilled_id))
     return r
 
 

@@ -1,10 +1,13 @@
 import importlib
 import pkgutil
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
 
 import methods
+from bench.config import Settings
 from bench.method import (
     METHODS,
     PIPELINE_MODULES,
@@ -21,12 +24,33 @@ def test_every_module_in_methods_registers_a_method():
     registered_modules = {METHODS.get(n).__module__ for n in METHODS.names()}
     registered_modules |= set(PIPELINE_MODULES.values())
     for mod in pkgutil.iter_modules(methods.__path__):
-        if mod.name.startswith("_"):
+        if mod.name.startswith("_") or mod.ispkg:
             continue
         module = importlib.import_module(f"methods.{mod.name}")
         assert module.__name__ in registered_modules, (
             f"methods/{mod.name}.py registers no method"
         )
+
+
+def test_building_block_subpackages_register_no_method_and_decode_alone():
+    """methods/ holds plugins; its subpackages are building blocks: importing all of them
+    registers no method, and they alone register every encoding and codec an artifact
+    can use (decoding never needs a plugin)."""
+    code = (
+        "import pkgutil, importlib, methods\n"
+        "import bench.method as bm\n"
+        "for m in pkgutil.walk_packages(methods.__path__, 'methods.'):\n"
+        "    if m.ispkg or m.name.rsplit('.', 1)[0] != 'methods':\n"
+        "        importlib.import_module(m.name)\n"
+        "assert not bm.METHODS._items, sorted(bm.METHODS._items)\n"
+        "from bench.artifact import CODECS, ENCODINGS\n"
+        "print(','.join(ENCODINGS.names()), ','.join(CODECS.names()))\n"
+        "import sys; assert not [k for k in sys.modules if k in "
+        "{'methods.kmeans', 'methods.huffman', 'methods.prune_unstructured', 'methods.qat'}]\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["codebook,dense,int_packed,sparse_bitmask,sparse_relidx", "huffman,raw"]
 
 
 def test_none_is_registered_as_its_own_family():
@@ -45,7 +69,7 @@ def test_unknown_setting_names_valid_settings():
 
 
 @dataclass
-class _Cfg:
+class _Cfg(Settings):
     level: int = 1
     mode: str = "a"
 
@@ -101,18 +125,23 @@ def test_register_requires_method_subclass():
         register_method("not_a_method")(object)
 
 
-def test_entry_point_plugins_are_loaded(monkeypatch):
-    """Third-party plugins arrive through the `segbench.methods` entry-point group."""
-    import bench.method as bm
-
+@pytest.mark.parametrize("module, registry, group, builtin", [
+    ("bench.method", "METHODS", "segbench.methods", "none"),
+    ("bench.artifact", "ENCODINGS", "segbench.codecs", "codebook"),
+])
+def test_entry_point_plugins_are_loaded(monkeypatch, module, registry, group, builtin):
+    """Third-party plugins arrive through the `segbench.methods` entry-point group, and
+    third-party encodings through `segbench.codecs`, beside the built-in ones (decoding
+    an artifact needs no method plugin)."""
+    mod = importlib.import_module(module)
     loaded = []
 
     class EP:
         def load(self):
             loaded.append(True)
 
-    monkeypatch.setattr(bm, "entry_points", lambda group: [EP()] if group ==
-                        "segbench.methods" else [])
-    monkeypatch.setattr(bm.METHODS, "_loaded", False)
-    bm.METHODS.names()
-    assert loaded == [True]
+    wanted = group
+    monkeypatch.setattr(mod, "entry_points", lambda group: [EP()] if group == wanted else [])
+    reg = getattr(mod, registry)
+    monkeypatch.setattr(reg, "_loaded", False)
+    assert builtin in reg.names() and loaded == [True]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from bench.baseline import cache_paths
+from bench.config import Settings
 from bench.export import load_model
 from bench.leaderboard import write_leaderboard
 from bench.method import METHODS, Method, NotApplicable, register_method
@@ -26,7 +27,7 @@ def boom_method():
     METHODS.names()
 
     @dataclass
-    class Cfg:
+    class Cfg(Settings):
         kind: str = "error"
 
     @register_method("_test_boom", family="_test")
@@ -35,7 +36,7 @@ def boom_method():
 
         calls: list[str] = []
 
-        def compress(self, model, ctx):
+        def compress(self, ctx, model):
             self.calls.append(self.config.kind)
             if self.config.kind == "interrupt":
                 raise KeyboardInterrupt

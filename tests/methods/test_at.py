@@ -4,12 +4,12 @@ and that the hooks it installs are gone before export."""
 import pytest
 import torch
 
+from bench.config import ConfigError
 from bench.context import RunContext
 from bench.export import export_model, load_model
 from bench.method import METHODS, NotApplicable, Stage
-from bench.registry import UnknownNameError
-from methods._distill import select_points
 from methods.at import at_distance
+from methods.distill.layers import select_points
 from models import create_model
 
 CPU = torch.device("cpu")
@@ -90,7 +90,7 @@ def test_layer_sets_on_deeplabv3plus():
 
 
 def test_bad_layer_set_is_rejected_with_the_choices(make_spec):
-    with pytest.raises(UnknownNameError, match="valid choices: all, atrous, output, stages"):
+    with pytest.raises(ConfigError, match="valid: one of all, atrous, output, stages"):
         make_spec("at", layers="bogus")
 
 
@@ -99,7 +99,7 @@ def test_hooks_live_only_until_finalize_and_never_reach_the_artifact(make_spec, 
     spec = make_spec("at", "enet", layers="all")
     ctx = RunContext(spec, device=CPU, results=shared_results)
     at = METHODS.get("at")(METHODS.get("at").Config(layers="all"))
-    student = at.compress(ctx.baseline()[0], ctx)
+    student = at.compress(ctx, ctx.baseline()[0])
     ctx.train(student, at.finetune_epochs(ctx), at.finetune_lr(ctx), [Stage(at)])  # as the runner
 
     def hooked(m):
@@ -108,11 +108,11 @@ def test_hooks_live_only_until_finalize_and_never_reach_the_artifact(make_spec, 
     assert len(hooked(student)) == 4 and len(hooked(at._teacher)) == 4
     assert ctx.extras["distill"]["student_layers"] == ["net.initial", "net.stage1",
                                                       "net.stage3", "net.fullconv(input)"]
-    student = at.finalize(student, ctx)
+    student = at.finalize(ctx, student)
     assert hooked(student) == []
     assert ctx.extras["distill"]["mean_loss_terms"]["at"] > 0
     path = export_model(student.eval(), tmp_path / "model", model_name="enet", num_classes=9,
-                        model_kwargs={}, stages=[Stage(at)])
+                        model_kwargs={}, stages=[Stage(at)], ctx=ctx)
     loaded, _, _ = load_model(path)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():

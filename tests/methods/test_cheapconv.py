@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from bench.config import ConfigError
 from bench.method import METHODS, NotApplicable, expand_methods
-from bench.registry import UnknownNameError
 from bench.runner import run_one
 from bench.spec import RunSpec
 from bench.verify import verify_record
@@ -60,11 +60,11 @@ def test_a_scope_without_3x3_convolutions_is_not_applicable():
                           build_model=lambda: pointwise)
     cls = METHODS.get("cheapconv")
     with pytest.raises(NotApplicable, match="scope 'all' of tiny holds no eligible 3x3"):
-        cls(cls.Config(scope="all")).compress(pointwise, ctx)
+        cls(cls.Config(scope="all")).compress(ctx, pointwise)
 
 
 def test_bad_block_is_rejected_with_the_choices(make_spec):
-    with pytest.raises(UnknownNameError, match="valid choices: bottleneck, grouped, separable"):
+    with pytest.raises(ConfigError, match="valid: one of bottleneck, grouped, separable"):
         make_spec("cheapconv", block="ghost")
 
 

@@ -10,8 +10,8 @@ from torch import nn
 
 from bench.method import METHODS
 from bench.runner import run_one
-from methods._distill import ADAPTERS
 from methods.cwd import cwd_divergence
+from methods.distill.method import ADAPTERS
 from models import create_model
 
 CPU = torch.device("cpu")
@@ -75,7 +75,7 @@ def test_feature_adapter_maps_student_channels_and_is_removed_before_export():
                                [s_feat], [t_feat])
     total.backward()
     assert terms["cwd_features"] > 0 and adapters["0"].weight.grad is not None
-    cwd.finalize(student, ctx)
+    cwd.finalize(ctx, student)
     assert not any(k.startswith(ADAPTERS) for k in student.state_dict())
     assert cwd.make_adapters(student, TwoConv(4), ctx) is None  # same width: no adapter
 

@@ -3,15 +3,15 @@ accumulated per bucket, free parameters = sum of K, and artifacts that rebuild t
 network from the buckets and the seed alone."""
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from bench.config import ConfigError
 from bench.export import export_model, load_model
+from bench.facts import FactLog
 from bench.method import METHODS, Stage, expand_methods
-from bench.registry import UnknownNameError
 from bench.runner import run_one
 from bench.verify import verify_record
 from methods.hashing import HashedWeight, hash_layer, hashed_buckets
@@ -60,7 +60,7 @@ def test_virtual_weight_is_sign_times_bucket_and_gradients_accumulate_per_bucket
 
 
 def test_bad_compression_is_rejected():
-    with pytest.raises(UnknownNameError, match=">= 1"):
+    with pytest.raises(ConfigError, match="compression=0.5; valid: a number >= 1"):
         expand_methods("hashing", {"compression": 0.5})
 
 
@@ -69,9 +69,9 @@ def test_artifact_rebuilds_the_same_network_from_buckets_and_seed(tmp_path):
 
     model = create_model("enet", num_classes=9).eval()
     hashing = METHODS.get("hashing")(METHODS.get("hashing").Config(compression=16, seed=3))
-    hashing.compress(model, SimpleNamespace(extras={}))
+    hashing.compress(FactLog(), model)
     path = export_model(model, tmp_path / "m", model_name="enet", num_classes=9,
-                        model_kwargs={}, stages=[Stage(hashing)])
+                        model_kwargs={}, stages=[Stage(hashing)], ctx=FactLog())
     loaded, header, stages = load_model(path)
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench.config import ConfigError
 from bench.context import RunContext
 from bench.method import METHODS, Stage
-from bench.registry import UnknownNameError
 from bench.runner import run_one
 from methods.kd import kd_divergence
 
@@ -47,9 +47,9 @@ def test_kd_resizes_a_teacher_of_another_resolution():
 
 
 def test_kd_rejects_bad_settings_when_the_grid_is_built(make_spec):
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ConfigError, match=r"'kd'.*alpha=1.5; valid: a number in \[0, 1\]"):
         make_spec("kd", alpha=1.5)
-    with pytest.raises(UnknownNameError, match="valid choices: .*enet"):
+    with pytest.raises(ConfigError, match="teacher='no_such_model'; valid: .*enet"):
         make_spec("kd", teacher="no_such_model")
 
 
@@ -61,7 +61,7 @@ def test_frozen_teacher_and_a_student_identical_to_the_baseline_without_soft_ter
     ctx = RunContext(make_spec("kd", "enet", alpha=0.0), device=CPU, results=shared_results)
     kd = METHODS.get("kd")(METHODS.get("kd").Config(alpha=0.0))
     base, info = ctx.baseline()
-    student = kd.compress(ctx.baseline()[0], ctx)  # a fresh student and the teacher
+    student = kd.compress(ctx, ctx.baseline()[0])  # a fresh student and the teacher
     assert (kd.finetune_epochs(ctx), kd.finetune_lr(ctx)) == (ctx.budget.epochs, ctx.budget.lr)
     ctx.train(student, kd.finetune_epochs(ctx), kd.finetune_lr(ctx), [Stage(kd)])  # as the runner
     teacher = kd._teacher
@@ -72,7 +72,7 @@ def test_frozen_teacher_and_a_student_identical_to_the_baseline_without_soft_ter
     assert ctx.extras["teacher"]["model"] == "enet"
     assert ctx.extras["teacher"]["train_seconds"] > 0
     assert ctx.extras["student_training"]["init"] == "scratch"
-    kd.finalize(student, ctx)
+    kd.finalize(ctx, student)
     assert kd._teacher is None
     assert set(student.state_dict()) == set(base.state_dict())
     for k, v in base.state_dict().items():

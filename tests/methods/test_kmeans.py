@@ -3,19 +3,20 @@ the sum of its weights' gradients, zeros of a pruning stage kept, the codebook e
 and full runs (kmeans alone, and Deep Compression) that `verify` accepts."""
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from bench.artifact import decode_tensor
+from bench.config import ConfigError
 from bench.export import load_model
+from bench.facts import FactLog
 from bench.method import METHODS, PIPELINES, expand_methods
-from bench.registry import UnknownNameError
 from bench.runner import run_one
 from bench.verify import verify_record
-from methods.kmeans import _gap_entries, encode_codebook, kmeans_1d, share_weights
+from methods.codecs.codebook import _gap_entries, encode_codebook
+from methods.kmeans import kmeans_1d, share_weights
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +43,9 @@ def test_lloyd_result_is_a_fixed_point():
 
 
 def test_bad_settings_name_the_valid_choices():
-    with pytest.raises(UnknownNameError, match="valid choices: linear, density, random"):
+    with pytest.raises(ConfigError, match="valid: one of linear, density, random"):
         expand_methods("kmeans", {"init": "kmeans++"})
-    with pytest.raises(UnknownNameError, match="1..16"):
+    with pytest.raises(ConfigError, match=r"an integer in \[1, 16\]"):
         expand_methods("kmeans", {"bits": 0})
 
 
@@ -158,17 +159,25 @@ def test_deep_compression_preset_is_the_written_out_pipeline(make_spec, shared_r
         assert torch.unique(model.get_submodule(name).weight).numel() <= 256
 
 
+class _Ctx(FactLog):
+    """What k-means reads of a run: the input shape, the seed; and where it reports."""
+
+    def __init__(self, input_shape):
+        super().__init__()
+        self.input_shape, self.seed = input_shape, 0
+
+
 def test_kmeans_before_encode_keeps_pruned_zeros_without_the_pruning_plugin():
     """Zeros are found in the weights themselves, whoever made them."""
     km = METHODS.get("kmeans")(METHODS.get("kmeans").Config(bits=2, first_last_bits=2))
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 4, 1))
     with torch.no_grad():
         model[0].weight[:, :2] = 0
-    ctx = SimpleNamespace(input_shape=(1, 3, 8, 8), seed=0, extras={})
-    km.compress(model, ctx)
+    ctx = _Ctx((1, 3, 8, 8))
+    km.compress(ctx, model)
     assert (model[0].weight[:, :2] == 0).all()
-    km.finalize(model, ctx)
-    tensors = km.encode(model, {"0.weight": None, "1.weight": None}, ctx)
+    km.finalize(ctx, model)
+    tensors = km.encode(ctx, model, {"0.weight": None, "1.weight": None})
     assert torch.equal(decode_tensor(tensors["0.weight"]), model[0].weight.detach())
     assert tensors["0.weight"].params["layout"] in ("dense", "sparse")
 
@@ -180,11 +189,11 @@ def test_a_kernel_shared_by_two_layers_is_clustered_and_stored_once(tmp_path):
     model = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1),
                                 torch.nn.Conv2d(4, 4, 3, padding=1))
     model[1].weight = model[0].weight  # one kernel, two layers (as in KSAC)
-    ctx = SimpleNamespace(input_shape=(1, 4, 8, 8), seed=0, extras={})
-    km.compress(model, ctx)
+    ctx = _Ctx((1, 4, 8, 8))
+    km.compress(ctx, model)
     assert list(km.layer_bits) == ["0"] and len(km._shared) == 1
-    km.finalize(model, ctx)
-    tensors = km.encode(model, encode_state(model.state_dict()), ctx)
+    km.finalize(ctx, model)
+    tensors = km.encode(ctx, model, encode_state(model.state_dict()))
     assert tensors["0.weight"].encoding == "codebook"
     assert tensors["1.weight"].encoding == "alias"
     _, state = read_artifact(write_artifact(tmp_path / "m", {}, tensors))

@@ -8,17 +8,17 @@ import pytest
 import torch
 
 from bench.artifact import state_bytes_dense
+from bench.config import ConfigError
 from bench.export import export_model, load_model
 from bench.method import Stage, expand_methods
 from bench.verify import verify_record
-from methods._masks import (
-    ConfigError,
+from methods.prune_unstructured import UnstructuredPruning
+from methods.pruning.masks import (
     agp_sparsity,
     first_layers,
     last_layers,
     layer_zero_counts,
 )
-from methods.prune_unstructured import Config, UnstructuredPruning
 
 
 def _method(**kw) -> UnstructuredPruning:
@@ -40,7 +40,7 @@ def test_achieved_sparsity_is_the_target_within_one_weight(make_ctx, scope):
     ctx = make_ctx("prune_unstructured", "enet")
     model = ctx.build_model()
     m = _method(sparsity=0.37, scope=scope)
-    m.compress(model, ctx)
+    m.compress(ctx, model)
     counts = layer_zero_counts(model, m.layers)
     assert "net.initial.conv" not in counts and "net.fullconv" not in counts
     if scope == "layer":
@@ -62,7 +62,7 @@ def test_masks_stay_enforced_through_the_training_loop(make_ctx):
     ctx = make_ctx("prune_unstructured", "enet")
     model = ctx.build_model()
     m = _method(sparsity=0.75)
-    m.compress(model, ctx)
+    m.compress(ctx, model)
     masks = {n: k.clone() for n, k in m.masks.items()}
     before = {n: model.get_submodule(n).weight.detach().clone() for n in masks}
     seen = []
@@ -101,7 +101,7 @@ def test_gradual_schedule_prunes_monotonically_to_the_target(make_ctx):
     ctx = make_ctx("prune_unstructured", "enet")
     model = ctx.build_model()
     m = _method(sparsity=0.8, schedule="gradual", frequency=3)
-    m.compress(model, ctx)
+    m.compress(ctx, model)
     assert m.current == 0.0 and not m.masks  # nothing pruned before fine-tuning
     total, g = 24, torch.Generator().manual_seed(0)
     pruned_before = {}
@@ -130,9 +130,9 @@ def test_unfinished_schedule_is_completed_and_reported(make_ctx):
     ctx = make_ctx("prune_unstructured", "enet")
     model = ctx.build_model()
     m = _method(sparsity=0.6, schedule="gradual", begin_step=1000, end_step=2000)
-    m.compress(model, ctx)
+    m.compress(ctx, model)
     m.on_step(ctx, model, 1, 10)
-    m.finalize(model, ctx)
+    m.finalize(ctx, model)
     info = ctx.extras["prune_unstructured"]
     assert info["schedule_completed_in_finetuning"] is False
     assert info["dead_layers"] == []  # layer scope: every layer keeps 40 % of its weights
@@ -144,8 +144,8 @@ def test_artifact_round_trip_is_exact_and_several_times_smaller(make_ctx, tmp_pa
     ctx = make_ctx("prune_unstructured", "enet", sparsity=0.9)
     model = ctx.build_model().eval()
     (stage,) = expand_methods("prune_unstructured", {"sparsity": 0.9})[0].stages()
-    stage.method.compress(model, ctx)
-    stage.method.finalize(model, ctx)
+    stage.method.compress(ctx, model)
+    stage.method.finalize(ctx, model)
     path = export_model(model, tmp_path / "m", model_name="enet", num_classes=ctx.num_classes,
                         model_kwargs={}, stages=[stage], ctx=ctx)
     loaded, header, stages = load_model(path)
@@ -177,25 +177,31 @@ def test_runner_records_achieved_sparsity_and_verifies(make_spec, run_spec, resu
     assert verify_record(rec, results) == []
 
 
+Config = UnstructuredPruning.Config
+
+
 def test_bad_settings_name_the_valid_choices():
-    with pytest.raises(ConfigError, match="valid choices: layer, global"):
+    with pytest.raises(ConfigError, match="'prune_unstructured'.*scope='net'; valid: one of "
+                                          "layer, global"):
         expand_methods("prune_unstructured", {"scope": "net"})
-    with pytest.raises(ConfigError, match="valid choices: oneshot, gradual"):
+    with pytest.raises(ConfigError, match="schedule='agp'; valid: one of oneshot, gradual"):
         Config(schedule="agp")
-    with pytest.raises(ValueError, match=r"sparsity must be a number in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"sparsity=1.5; valid: a number in \[0, 1\)"):
         Config(sparsity=1.5)
-    with pytest.raises(ConfigError, match="end_step 5 is before begin_step 10"):
+    with pytest.raises(ConfigError, match="end_step=5; valid: null or an integer >= "
+                                          "begin_step=10"):
         Config(schedule="gradual", begin_step=10, end_step=5)
 
 
 def test_exclude_pattern_that_matches_nothing_is_an_error(make_ctx):
     ctx = make_ctx("prune_unstructured", "enet")
-    with pytest.raises(ConfigError, match="matches no conv/linear layer"):
-        _method(exclude=["net.nothing.*"]).compress(ctx.build_model(), ctx)
+    with pytest.raises(ConfigError, match="exclude='net.nothing.\\*'; valid: patterns that "
+                                          "match conv/linear layers"):
+        _method(exclude=["net.nothing.*"]).compress(ctx, ctx.build_model())
 
 
 def test_keep_mask_drops_what_a_stable_sort_drops_ties_included():
-    from methods._masks import _keep_mask
+    from methods.pruning.masks import _keep_mask
 
     gen = torch.Generator().manual_seed(0)
     for n in (1, 2, 7, 1000):

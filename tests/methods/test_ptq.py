@@ -10,15 +10,16 @@ import torch
 from bench.export import load_model
 from bench.method import stages_from_record
 from bench.verify import verify_record
-from methods._onnx_runtime import OrtPredictor
-from methods._qnt_modules import FROZEN_LAYERS, FrozenConv2d, FrozenConvTranspose2d
+from methods.onnx.runtime import OrtPredictor
+from methods.quant.modules import FROZEN_LAYERS, FrozenConv2d, FrozenConvTranspose2d
 from models import list_models
 
 
 def _ptq(ctx, model):
     method = stages_from_record(ctx.spec.stages)[0].method
-    model = method.compress(model, ctx)
-    return method.finalize(model, None)  # no ctx: skip the onnxruntime timing
+    model = method.compress(ctx, model)
+    method._time_against_float = lambda ctx, model: None  # skip the onnxruntime timing
+    return method.finalize(ctx, model)
 
 
 class Small(torch.nn.Module):
@@ -89,8 +90,8 @@ def test_ptq_w8a8_end_to_end(make_spec, run_spec, results, monkeypatch):
 @pytest.mark.parametrize("name", list_models())
 def test_every_zoo_model_quantizes_or_fails_clearly(name, make_ctx):
     """W8A8 PTQ at 64x64 on random weights: the ONNX model must match PyTorch's."""
-    from methods._onnx_runtime import OrtPredictor, argmax_agreement
-    from methods._qnt_plan import UnsupportedModelError
+    from methods.onnx.runtime import OrtPredictor, argmax_agreement
+    from methods.quant.plan import UnsupportedModelError
 
     torch.manual_seed(0)
     ctx = make_ctx("ptq", name, calibration_images=2)

@@ -7,15 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from methods._onnx_export import export_onnx
-from methods._onnx_runtime import (
+from methods.onnx.export import export_onnx
+from methods.onnx.runtime import (
     OrtPredictor,
     argmax_agreement,
     make_session,
     paired_latency,
     tuned_session,
 )
-from methods._qnt_modules import ActQuant, ActSpec
+from methods.quant.modules import ActQuant, ActSpec
 
 
 def _net() -> nn.Module:

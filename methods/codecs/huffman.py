@@ -7,7 +7,7 @@ stage three of Deep Compression). Everything the decoder needs is in the coded b
     | varint total bits T | [n > CHUNK: the bit offset of every CHUNK-th symbol, packed
     at bit_length(T)] | the bitstream (codes MSB first, zero padded to a byte)
 
-Symbols are the `symbol_bits`-wide little-endian fields of the input (see `_bitpack`); the
+Symbols are the `symbol_bits`-wide little-endian fields of the input (see `bitpack`); the
 few bits left over at the end ("tail") are stored as they are, so any input round-trips
 bit-exactly. Code lengths are limited to MAX_CODE_LEN so the decoding table stays small.
 
@@ -19,14 +19,19 @@ be mostly per-step overhead, uses pointer doubling: the code length at every bit
 is a "next symbol starts here" pointer, and log2(CHUNK) passes over the bit positions walk
 the chain. Any inconsistency raises ArtifactError; every loop is bounded by CHUNK or by the
 header's counts, which are checked against the data length first.
+
+Registered as the artifact codec `huffman`: a blob whose codec is `huffman` decodes with
+this module alone.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from bench.artifact import ArtifactError
-from methods._bitpack import pack, pack_all, packed_size, unpack, unpack_all
+from bench.artifact import ArtifactError, register_codec
+from methods.codecs.bitpack import pack, pack_all, packed_size, unpack, unpack_all
 
 VERSION = 1
 MAX_CODE_LEN = 20  # the decoding table has 2**max_len entries
@@ -392,3 +397,9 @@ def _doubling(words, table_sym, table_len, max_len, starts, counts, total):
     sym = table_sym[w]
     # a chain that got stuck (length 0) or ran off the end shows in sym or in `stop`
     return sym, chain[last] + lens[last]
+
+
+@register_codec("huffman")
+def decode_huffman(data: bytes, params: dict[str, Any]) -> bytes:
+    """The artifact codec: `params` is unused (everything is in the coded bytes)."""
+    return decode(data)

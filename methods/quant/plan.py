@@ -30,8 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from methods._qnt_modules import ActQuant, ActSpec, LayerSpec, frozen_layer
-from methods._qnt_trace import Call, Trace
+from methods.quant.modules import ActQuant, ActSpec, LayerSpec, frozen_layer
+from methods.quant.trace import Call, Trace
 
 COMPUTE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 _RELUS = (nn.ReLU,)

@@ -1,7 +1,7 @@
 """What QAT and PTQ share: plan, fold, quantize with brevitas, calibrate, freeze, pack,
 reload, and run on onnxruntime.
 
-    compress:  trace the model once -> plan (methods/_qnt_plan.py) -> fold BatchNorms ->
+    compress:  trace the model once -> plan (methods/quant/plan.py) -> fold BatchNorms ->
                brevitas layers -> calibrate activation scales on training images
     fine-tune: QAT only, the harness's shared loop trains weights and scales
     finalize:  freeze to integer layers
@@ -25,25 +25,26 @@ from torch import nn
 
 from bench.artifact import EncodedTensor
 from bench.atomic import atomic_write_bytes
+from bench.config import Settings, setting
+from bench.facts import OrtAgreement, OrtGraph, QuantLayers
 from bench.method import Method
-from methods._int_pack import encode_int_tensor
-from methods._onnx_export import export_onnx
-from methods._onnx_runtime import (
+from methods.codecs.int_pack import encode_int_tensor
+from methods.onnx.export import export_onnx
+from methods.onnx.runtime import (
     LAYOUTS,
     OrtPredictor,
     argmax_agreement,
     count_ops,
 )
-from methods._qnt_modules import FROZEN_LAYERS, ActQuant, qrange
-from methods._qnt_plan import (
+from methods.quant.modules import FROZEN_LAYERS, ActQuant, qrange
+from methods.quant.plan import (
     QuantConfig,
     QuantPlan,
     apply_frozen_structure,
-    check_config,
     fold_batchnorms,
     plan_quantization,
 )
-from methods._qnt_trace import trace_dataflow
+from methods.quant.trace import trace_dataflow
 
 # onnxruntime vs the PyTorch quantized model, fraction of pixels whose argmax agrees.
 # The integer kernels and the float reference round a rare code differently, and at 4-bit
@@ -55,13 +56,19 @@ AGREEMENT_IMAGES = 8  # validation images the agreement is measured on
 
 
 @dataclass
-class QuantMethodConfig:
-    weight_bits: int = 8  # 2..8
-    act_bits: int = 8  # 4..8, or 32 for weight-only quantization
+class QuantMethodConfig(Settings):
+    """The settings `qat` and `ptq` share (their Config subclasses this)."""
+
+    weight_bits: int = setting(8, ge=2, le=8)
+    # 4..8, or 32 for weight-only quantization
+    act_bits: int = setting(8, choices=(4, 5, 6, 7, 8, 32))
     per_channel: bool = True  # per-output-channel weight scales (else per tensor)
-    first_last_bits: int | None = 8  # first and last layers' weights and inputs; null: same
-    calibration_images: int | None = None  # training images for calibration; null: budget's
-    ort_layout: str = "auto"  # onnxruntime integer-conv layout: auto (timed), nhwc, nchw
+    # first and last layers' weights and inputs; null: like the others
+    first_last_bits: int | None = setting(8, ge=2, le=8)
+    # training images for calibration; null: the budget's
+    calibration_images: int | None = setting(None, ge=1)
+    # onnxruntime integer-conv layout: auto (timed), nhwc, nchw
+    ort_layout: str = setting("auto", choices=LAYOUTS)
 
     def quant_config(self) -> QuantConfig:
         return QuantConfig(self.weight_bits, self.act_bits, self.per_channel,
@@ -75,13 +82,6 @@ class QuantMethod(Method):
 
     def __init__(self, config: Any | None = None):
         super().__init__(config)
-        check_config(self.config.quant_config())  # bad settings fail before any work
-        n = self.config.calibration_images
-        if n is not None and (not isinstance(n, int) or n < 1):
-            raise ValueError(f"calibration_images must be a positive integer or null, got {n!r}")
-        if self.config.ort_layout not in LAYOUTS:
-            raise ValueError(f"unknown ort_layout {self.config.ort_layout!r}; valid: "
-                             f"{', '.join(LAYOUTS)}")
         self.plan: QuantPlan | None = None
 
     def describe(self) -> str:
@@ -90,8 +90,8 @@ class QuantMethod(Method):
         return f"W{c.weight_bits}A{a}" + ("" if c.per_channel else " per-tensor")
 
     # -- compression -----------------------------------------------------------------
-    def compress(self, model: nn.Module, ctx) -> nn.Module:
-        from methods._qnt_brevitas import calibrate, to_brevitas  # slow import: only here
+    def compress(self, ctx, model: nn.Module) -> nn.Module:
+        from methods.quant.brevitas_layers import calibrate, to_brevitas  # slow import: only here
 
         n = self.config.calibration_images or ctx.budget.calibration_images
         images = ctx.calibration_images(n)
@@ -101,18 +101,18 @@ class QuantMethod(Method):
         fold_batchnorms(model, self.plan.folds)
         to_brevitas(model, self.plan)
         calibrate(model, images, ctx.budget.batch_size, ctx.device)
-        ctx.extras.update({
-            "quant_layers": len(self.plan.layers),
-            "quant_folded_batchnorms": len(self.plan.folds),
-            "quant_activation_quantizers": sum(
+        ctx.report(QuantLayers(
+            quant_layers=len(self.plan.layers),
+            quant_folded_batchnorms=len(self.plan.folds),
+            quant_activation_quantizers=sum(
                 (s.in_q is not None) + (s.out_q is not None) for s in self.plan.layers.values()
             ) + len(self.plan.acts),
-            "calibration_images": len(images),
-        })
+            calibration_images=len(images),
+        ))
         return model
 
-    def finalize(self, model: nn.Module, ctx) -> nn.Module:
-        from methods._qnt_brevitas import freeze
+    def finalize(self, ctx, model: nn.Module) -> nn.Module:
+        from methods.quant.brevitas_layers import freeze
 
         model = freeze(model, self._require_plan())
         model.eval()
@@ -134,8 +134,8 @@ class QuantMethod(Method):
         self.plan = QuantPlan.from_meta(meta["plan"])
         return apply_frozen_structure(model, self.plan)
 
-    def encode(self, model: nn.Module, tensors: dict[str, EncodedTensor],
-               ctx) -> dict[str, EncodedTensor]:
+    def encode(self, ctx, model: nn.Module,
+               tensors: dict[str, EncodedTensor]) -> dict[str, EncodedTensor]:
         out = dict(tensors)
         for name, m in model.named_modules():
             if isinstance(m, FROZEN_LAYERS):
@@ -144,7 +144,7 @@ class QuantMethod(Method):
         return out
 
     # -- runtime ---------------------------------------------------------------------
-    def predictor(self, model: nn.Module, artifact_path, ctx):
+    def predictor(self, ctx, model: nn.Module, artifact_path):
         model.eval()
         onnx_bytes = export_onnx(model, ctx.input_shape)
         if artifact_path is not None:  # ship the graph that is evaluated next to the artifact
@@ -154,17 +154,17 @@ class QuantMethod(Method):
                                first=(ctx.input_shape, onnx_bytes))
         layout = predict.layouts[tuple(ctx.input_shape[-2:])]
         ops = count_ops(onnx_bytes, threads=threads, layout=layout)
-        ctx.extras.update({
-            "ort_threads": threads,
-            "ort_layout": layout,
-            "ort_integer_ops": {k: v for k, v in sorted(ops.items()) if k.startswith("QLinear")},
-            "ort_float_convs": ops.get("Conv", 0) + ops.get("ConvTranspose", 0),
-        })
+        ctx.report(OrtGraph(
+            ort_threads=threads,
+            ort_layout=layout,
+            ort_integer_ops={k: v for k, v in sorted(ops.items()) if k.startswith("QLinear")},
+            ort_float_convs=ops.get("Conv", 0) + ops.get("ConvTranspose", 0),
+        ))
         ds = ctx.dataset("val")
         images = torch.stack([ds[i][0] for i in range(min(AGREEMENT_IMAGES, len(ds)))])
         agree = argmax_agreement(lambda x: model(x.to(_device(model))), predict, images)
-        ctx.extras["ort_argmax_agreement"] = agree
-        ctx.extras["ort_agreement_target_met"] = agree >= TARGET_AGREEMENT
+        ctx.report(OrtAgreement(ort_argmax_agreement=agree,
+                                ort_agreement_target_met=agree >= TARGET_AGREEMENT))
         if agree < MIN_AGREEMENT:
             raise RuntimeError(
                 f"onnxruntime's predictions agree with the PyTorch quantized model on only "

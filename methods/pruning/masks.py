@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from bench.registry import UnknownNameError
+from bench.config import ConfigError
 
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
                  nn.ConvTranspose3d, nn.Linear)
@@ -23,21 +23,9 @@ SCOPES = ("layer", "global")
 PROBE_SHAPE = (1, 3, 64, 64)
 
 
-class ConfigError(UnknownNameError, ValueError):
-    """A bad setting of a pruning plugin. A ValueError for callers, and an
-    UnknownNameError so the CLI prints it as one line and exits 2."""
-
-
-def choice(field: str, value, valid: Iterable) -> None:
-    """Raise ConfigError naming the valid choices if `value` is not one of them."""
-    valid = list(valid)
-    if value not in valid:
-        raise ConfigError(f"unknown {field} {value!r}; valid choices: "
-                          f"{', '.join(map(str, valid))}")
-
-
 def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Convolutions and linear layers with a weight, by qualified name, in module order."""
+    """Convolutions and linear layers with a weight, by qualified name, in module order
+    (what pruning, k-means sharing and hashing operate on)."""
     return {n: m for n, m in model.named_modules()
             if isinstance(m, WEIGHT_LAYERS)
             and isinstance(getattr(m, "weight", None), torch.Tensor)}
@@ -121,8 +109,8 @@ def prunable_layers(model: nn.Module, *, exclude_first: bool, exclude_last: bool
     for pat in exclude:
         hit = fnmatch.filter(layers, pat)
         if not hit:
-            raise ConfigError(f"exclude pattern {pat!r} matches no conv/linear layer; layers: "
-                             f"{', '.join(layers[:12])}{' ...' if len(layers) > 12 else ''}")
+            raise ConfigError("exclude", pat, "patterns that match conv/linear layers, such as "
+                              f"{', '.join(layers[:12])}{' ...' if len(layers) > 12 else ''}")
         skip.update(hit)
     return [n for n in layers if n not in skip]
 
@@ -132,8 +120,9 @@ def magnitude_masks(weights: dict[str, torch.Tensor], sparsity: float,
     """Keep-masks that zero the `round(sparsity * n)` smallest-magnitude weights, per
     layer (`scope="layer"`) or over all given layers together (`"global"`)."""
     if not 0.0 <= sparsity <= 1.0:
-        raise ConfigError(f"sparsity must be in [0, 1], got {sparsity}")
-    choice("scope", scope, SCOPES)
+        raise ConfigError("sparsity", sparsity, "a number in [0, 1]")
+    if scope not in SCOPES:
+        raise ConfigError("scope", scope, "one of " + ", ".join(SCOPES))
     if scope == "layer":
         return {n: _keep_mask(w.detach().abs().reshape(-1), sparsity).view_as(w)
                 for n, w in weights.items()}

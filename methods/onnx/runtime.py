@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from bench.latency import paired_latency
-from methods._onnx_export import INPUT_NAME, export_onnx
+from methods.onnx.export import INPUT_NAME, export_onnx
 
 LAYOUTS = ("auto", "nhwc", "nchw")
 

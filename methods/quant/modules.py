@@ -1,6 +1,6 @@
 """Frozen integer layers: a quantized model as it ships, in the artifact and in ONNX.
 
-Brevitas trains and calibrates the quantizers (methods/_qnt_brevitas.py); once training is
+Brevitas trains and calibrates the quantizers (methods/quant/brevitas_layers.py); once training is
 over, these modules hold the result as a deployment runtime needs it: integer weight codes
 (int8 storage, values within the layer's bit-width), per-channel or per-tensor weight
 scales, and per-tensor activation scales with zero point 0. In PyTorch they compute the

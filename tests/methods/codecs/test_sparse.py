@@ -1,4 +1,4 @@
-"""The sparse artifact encodings (methods/_sparse.py): exact round trips through the real
+"""The sparse artifact encodings (methods/codecs/sparse.py): exact round trips through the real
 container, sizes that really shrink with sparsity, and corrupt input rejected."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench.artifact import ArtifactError, decode_tensor, dense, read_artifact, write_artifact
-from methods._sparse import (
+from methods.codecs.sparse import (
     BITMASK,
     RELIDX,
     encode_bitmask,

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods._onnx_export import ScatterMaxUnpool2d, export_onnx, exportable
-from methods._onnx_runtime import count_ops, make_session
-from methods._qnt_modules import ActQuant, ActSpec, FrozenConv2d, LayerSpec
+from methods.onnx.export import ScatterMaxUnpool2d, export_onnx, exportable
+from methods.onnx.runtime import count_ops, make_session
+from methods.quant.modules import ActQuant, ActSpec, FrozenConv2d, LayerSpec
 
 
 def test_scatter_unpool_equals_max_unpool():

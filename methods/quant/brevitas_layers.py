@@ -5,7 +5,7 @@ gradients and learned scales for QAT, runtime-statistics calibration for PTQ.
 QuantConvTranspose2d, QuantLinear with their input/output quantizers; QuantReLU for the
 ReLUs that carry a quantizer), `calibrate` initialises every activation scale from
 calibration images with `brevitas.graph.calibrate.calibration_mode`, and `freeze` reads the
-integer weights and scales back out into the frozen layers of methods/_qnt_modules.py.
+integer weights and scales back out into the frozen layers of methods/quant/modules.py.
 
 Quantizer choice: 8-bit weights use brevitas's max-abs scale (recomputed from the weights);
 narrower weights use its MSE-initialised learned scale, since max-abs wastes most of a
@@ -30,8 +30,8 @@ from brevitas.quant import (
 )
 from torch import nn
 
-from methods._qnt_modules import ActQuant, ActSpec, LayerSpec, frozen_layer, qrange
-from methods._qnt_plan import QuantPlan
+from methods.quant.modules import ActQuant, ActSpec, LayerSpec, frozen_layer, qrange
+from methods.quant.plan import QuantPlan
 
 SUB8_ACT_PERCENTILE = 99.9  # calibration percentile for activations below 8 bits
 
