@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from bench.cli import main
+from bench.config import Settings
 from bench.method import METHODS, Method, NotApplicable, register_method
 
 SMOKE = ["--budget", "smoke", "--set", "budget.train_images=16", "--set",
@@ -18,15 +19,13 @@ SMOKE = ["--budget", "smoke", "--set", "budget.train_images=16", "--set",
 def never_applies():
     METHODS.names()
 
-    @dataclass
-    class Cfg:
-        pass
-
     @register_method("_test_never_applies", family="_test")
     class NeverApplies(Method):
-        Config = Cfg
+        @dataclass
+        class Config(Settings):
+            pass
 
-        def compress(self, model, ctx):
+        def compress(self, ctx, model):
             raise NotApplicable("this test method applies to no model")
 
     yield NeverApplies
