@@ -53,20 +53,24 @@ def split_sets(sets: dict[str, Any]) -> tuple[dict, dict, dict, dict]:
 def build_specs(args) -> list:
     import dataclasses
 
+    from bench.budgets import train_defaults
     from bench.data import DATASETS
     from bench.method import expand_methods
-    from bench.spec import RunSpec, TrainConfig
+    from bench.spec import EVAL_SPLITS, RunSpec, TrainConfig
     from models import MODELS, cpu_default_models
 
     train_o, model_o, budget_o, method_o = split_sets(parse_sets(args.set or []))
+    eval_split = str(method_o.pop("eval_split", "val"))
+    if eval_split not in EVAL_SPLITS:
+        raise UsageError(f"unknown eval_split {eval_split!r}; valid: {', '.join(EVAL_SPLITS)}")
     DATASETS.get(args.dataset)
-    budget = get_budget(args.budget, budget_o)
+    budget = get_budget(args.budget, budget_o, dataset=args.dataset)
     valid_train = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = sorted(set(train_o) - valid_train)
     if bad:
         raise UnknownNameError(f"unknown train setting(s) {', '.join(bad)}; valid: "
                                f"{', '.join(sorted(valid_train))}")
-    train = TrainConfig(**train_o)
+    train = TrainConfig(**{**train_defaults(args.dataset), **train_o})
     train.validate()
     names = [m.strip() for m in (args.model or "").split(",") if m.strip()]
     names = names or cpu_default_models()
@@ -81,7 +85,8 @@ def build_specs(args) -> list:
             for seed in range(args.seeds):
                 specs.append(RunSpec(model=model, method=v.spec, label=v.label,
                                      stages=v.resolved(), dataset=args.dataset, budget=budget,
-                                     seed=seed, model_kwargs=dict(model_o), train=train))
+                                     seed=seed, model_kwargs=dict(model_o), train=train,
+                                     eval_split=eval_split))
     return specs
 
 
@@ -100,6 +105,7 @@ def cmd_run(args) -> int:
     except (RuntimeError, ValueError) as e:
         raise UsageError(str(e)) from None
     results = Path(args.results)
+    check_eval_split(specs, args.data_root)
     records = run_specs(specs, executor=args.executor, results=results, device=args.device,
                         data_root=Path(args.data_root) if args.data_root else None,
                         threads=args.threads)
@@ -109,6 +115,23 @@ def cmd_run(args) -> int:
     print(f"{counts[OK]} runs ok, " + (f"{n_na} not applicable, " if n_na else "")
           + f"{len(records) - counts[OK] - n_na} failed; leaderboard: {md}", file=sys.stderr)
     return 0
+
+
+def check_eval_split(specs: list, data_root: str | None) -> None:
+    """A split other than val is read before the grid starts, so a missing one is a
+    one-line usage error rather than a failed record per run."""
+    from bench.data import DATASETS, DatasetLayoutError
+
+    for split, dataset in sorted({(s.eval_split, s.dataset) for s in specs}):
+        info = DATASETS.get(dataset)
+        if split == "val" or not info.needs_root or data_root is None:
+            continue
+        budget = next(s.budget for s in specs if s.dataset == dataset)
+        try:
+            info.builder(split, Path(data_root), budget, 0, False)
+        except DatasetLayoutError as e:
+            first = str(e).splitlines()[0].split(". Expected")[0]
+            raise UsageError(f"eval_split={split}: {first}") from None
 
 
 def cmd_leaderboard(args) -> int:
@@ -166,7 +189,8 @@ def cmd_zoo(args) -> int:
 def cmd_verify(args) -> int:
     from bench.verify import verify_results
 
-    problems = verify_results(Path(args.results), device_name=args.device, runs=args.run)
+    problems = verify_results(Path(args.results), device_name=args.device, runs=args.run,
+                              data_root=Path(args.data_root) if args.data_root else None)
     return 1 if problems else 0
 
 
@@ -224,6 +248,8 @@ def make_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="reload every artifact and confirm its recorded results")
     v.add_argument("--results", default=str(DEFAULT_RESULTS))
     v.add_argument("--device", default="cpu")
+    v.add_argument("--data-root", default=None,
+                   help="root of a real dataset (default: the one each record names)")
     v.add_argument("--run", action="append", metavar="RUN_ID",
                    help="verify only this run (a run-id prefix; repeatable)")
     v.set_defaults(fn=cmd_verify)

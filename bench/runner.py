@@ -174,6 +174,7 @@ def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
         "artifact": str(path.relative_to(ctx.results)) if path.is_relative_to(ctx.results)
         else str(path),
         "baseline": {k: binfo.get(k) for k in ("run_id", "trained_now", "sha256")},
+        "class_weights": ctx.class_weight_info(),
         "extras": ctx.extras,
     }
 
@@ -192,6 +193,8 @@ def order_with_baselines(specs: Iterable[RunSpec]) -> list[RunSpec]:
 def run_one(spec: RunSpec, *, results: Path, device: torch.device,
             data_root: Path | None = None) -> dict[str, Any]:
     record = base_record(spec, device)
+    if data_root is not None:  # where the data was, so `verify` can re-read the same files
+        record["data_root"] = {"given": str(data_root), "resolved": str(Path(data_root).resolve())}
     ctx = RunContext(spec, device=device, results=results, data_root=data_root)
     try:
         record.update(execute(spec, ctx))

@@ -30,12 +30,29 @@ class TrainConfig:
     loss: str = "ce"  # ce | iou | ce+iou
     poly_power: float = 0.9
     amp: bool = True  # mixed precision, on CUDA only
+    # per-class cross-entropy weights: none, or enet (w_c = 1 / ln(1.02 + p_c), Paszke et
+    # al. 2016, p_c from the training labels at the training resolution). Left out of the
+    # identity at its default, so runs from before it existed keep their run ids.
+    class_weights: str = "none"
 
     def validate(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
             raise UnknownNameError(f"unknown optimizer {self.optimizer!r}; valid: adam, sgd")
         if self.loss not in ("ce", "iou", "ce+iou"):
             raise UnknownNameError(f"unknown loss {self.loss!r}; valid: ce, ce+iou, iou")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise UnknownNameError(f"unknown class_weights {self.class_weights!r}; valid: "
+                                   f"{', '.join(CLASS_WEIGHTS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if d["class_weights"] == "none":
+            del d["class_weights"]
+        return d
+
+
+CLASS_WEIGHTS = ("enet", "none")
+EVAL_SPLITS = ("val", "test")
 
 
 @dataclass
@@ -49,6 +66,8 @@ class RunSpec:
     seed: int
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # the split the run is scored on: val (default, left out of the identity) or test
+    eval_split: str = "val"
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -60,9 +79,9 @@ class RunSpec:
             "dataset_version": dataset_version(self.dataset),
             "budget": self.budget.to_dict(),
             "seed": self.seed,
-            "train": dataclasses.asdict(self.train),
+            "train": self.train.to_dict(),
             "code_version": __version__,
-        }
+        } | ({"eval_split": self.eval_split} if self.eval_split != "val" else {})
 
     @property
     def run_id(self) -> str:
@@ -70,7 +89,8 @@ class RunSpec:
 
     def baseline_spec(self) -> RunSpec:
         return RunSpec(self.model, "none", "none", [{"method": "none", "version": 1, "config": {}}],
-                       self.dataset, self.budget, self.seed, dict(self.model_kwargs), self.train)
+                       self.dataset, self.budget, self.seed, dict(self.model_kwargs), self.train,
+                       self.eval_split)
 
     @property
     def is_baseline(self) -> bool:
@@ -125,4 +145,5 @@ def spec_from_dict(d: dict[str, Any]) -> RunSpec:
         model=d["model"], method=d["method"], label=d.get("label", d["method"]),
         stages=d["stages"], dataset=d["dataset"], budget=Budget(**d["budget"]), seed=d["seed"],
         model_kwargs=d.get("model_kwargs", {}), train=TrainConfig(**d.get("train", {})),
+        eval_split=d.get("eval_split", "val"),
     )
