@@ -105,6 +105,7 @@ def build_rows(results: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
             "model": r0["model"],
             "method": r0.get("label", r0["method"]),
             "config": _config_label(r0),
+            **budget_columns(r0),
             "seeds": len(recs),
             "miou": miou,
             "miou_std": miou_sd,
@@ -133,6 +134,26 @@ def build_rows(results: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     rows.sort(key=lambda r: (r["dataset"], r["budget"], r["model"], r["method"] != "none",
                              r["method"], -r["size_bytes"]))
     return rows, failed
+
+
+def budget_columns(rec: dict[str, Any]) -> dict[str, Any]:
+    """What the run's budget did to the data, so a table says what its figures measure:
+    epochs, training size (short side the images were resized to, native if none, and
+    the crop) and the evaluation size (short side)."""
+    b = rec.get("config", {}).get("budget", {})
+    work = b.get("work_size")
+    return {"epochs": b.get("epochs"),
+            "train_size": f"{work or 'native'}, crop {b.get('crop_size')}",
+            "eval_size": b.get("eval_size") or "native",
+            "class_weights": rec.get("config", {}).get("train", {}).get("class_weights",
+                                                                        "none")}
+
+
+def _budget_line(rows: list[dict[str, Any]]) -> str:
+    seen = sorted({(str(r["epochs"]), r["train_size"], str(r["eval_size"]),
+                    r["class_weights"]) for r in rows})
+    return "; ".join(f"{e} epochs, train at short side {t}, evaluate at short side {v}, "
+                     f"class weights {w}" for e, t, v, w in seen)
 
 
 def _distill_columns(recs: list[dict[str, Any]], by_id: dict[str, dict[str, Any]]
@@ -247,7 +268,7 @@ def render_markdown(rows: list[dict[str, Any]], failed: list[dict[str, Any]]) ->
     for r in rows:
         sections[(r["dataset"], r["budget"])].append(r)
     for (ds, bud), rs in sections.items():
-        out += [f"## dataset `{ds}`, budget `{bud}`", "",
+        out += [f"## dataset `{ds}`, budget `{bud}`", "", f"Budget: {_budget_line(rs)}.", "",
                 tabulate([_md_row(r) for r in rs], headers=HEADERS, tablefmt="github",
                          disable_numparse=True), ""]
         distilled = [r for r in rs if r.get("teacher")]
