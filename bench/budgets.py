@@ -86,8 +86,8 @@ DATASET_BUDGETS: dict[tuple[str, str], dict[str, Any]] = {
 }
 # training-loop defaults per dataset (`--set train.*` still wins); see docs/real-data.md
 DATASET_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
-    "camvid": {"class_weights": "enet"},
-    "cityscapes": {"class_weights": "enet"},
+    "camvid": {"class_weights": "enet", "loss": "ce+iou"},
+    "cityscapes": {"class_weights": "enet", "loss": "ce+iou"},
 }
 
 
