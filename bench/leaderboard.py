@@ -146,14 +146,15 @@ def budget_columns(rec: dict[str, Any]) -> dict[str, Any]:
             "train_size": f"{work or 'native'}, crop {b.get('crop_size')}",
             "eval_size": b.get("eval_size") or "native",
             "class_weights": rec.get("config", {}).get("train", {}).get("class_weights",
-                                                                        "none")}
+                                                                        "none"),
+            "loss": rec.get("config", {}).get("train", {}).get("loss", "ce")}
 
 
 def _budget_line(rows: list[dict[str, Any]]) -> str:
     seen = sorted({(str(r["epochs"]), r["train_size"], str(r["eval_size"]),
-                    r["class_weights"]) for r in rows})
+                    r["class_weights"], r["loss"]) for r in rows})
     return "; ".join(f"{e} epochs, train at short side {t}, evaluate at short side {v}, "
-                     f"class weights {w}" for e, t, v, w in seen)
+                     f"class weights {w}, loss {x}" for e, t, v, w, x in seen)
 
 
 def _distill_columns(recs: list[dict[str, Any]], by_id: dict[str, dict[str, Any]]
