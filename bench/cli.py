@@ -42,15 +42,19 @@ def _refuse(*problems: str | None) -> None:
 
 
 def build_specs(args) -> list:
+    from bench.budgets import train_defaults
     from bench.data import DATASETS
     from bench.method import expand_methods
-    from bench.spec import RunSpec
+    from bench.spec import EVAL_SPLITS, RunSpec
     from models import MODELS, cpu_default_models
 
     train_o, model_o, budget_o, method_o = split_sets(parse_sets(args.set or []))
+    eval_split = str(method_o.pop("eval_split", "val"))
+    if eval_split not in EVAL_SPLITS:
+        raise UsageError(f"unknown eval_split {eval_split!r}; valid: {', '.join(EVAL_SPLITS)}")
     DATASETS.get(args.dataset)
-    budget = get_budget(args.budget, budget_o)
-    train = train_config(train_o)
+    budget = get_budget(args.budget, budget_o, dataset=args.dataset)
+    train = train_config({**train_defaults(args.dataset), **train_o})
     _refuse(validate.budget_problem(budget), validate.train_problem(train))
     names = [m.strip() for m in (args.model or "").split(",") if m.strip()]
     names = names or cpu_default_models()
@@ -68,7 +72,8 @@ def build_specs(args) -> list:
             for seed in range(args.seeds):
                 specs.append(RunSpec(model=model, method=v.spec, label=v.label,
                                      stages=v.resolved(), dataset=args.dataset, budget=budget,
-                                     seed=seed, model_kwargs=dict(model_o), train=train))
+                                     seed=seed, model_kwargs=dict(model_o), train=train,
+                                     eval_split=eval_split))
     return specs
 
 
@@ -84,6 +89,7 @@ def cmd_run(args) -> int:
                          f"{', '.join(EXECUTORS)}")
     device(args.device)
     results = Path(args.results)
+    check_eval_split(specs, args.data_root)
     from bench.plan import print_plan
 
     if args.threads:
@@ -103,6 +109,23 @@ def cmd_run(args) -> int:
     print(f"{counts[OK]} runs ok, " + (f"{n_na} not applicable, " if n_na else "")
           + f"{n_failed} failed; leaderboard: {md}", file=sys.stderr)
     return 1 if n_failed else 0
+
+
+def check_eval_split(specs: list, data_root: str | None) -> None:
+    """A split other than val is read before the grid starts, so a missing one is a
+    one-line usage error rather than a failed record per run."""
+    from bench.data import DATASETS, DatasetLayoutError
+
+    for split, dataset in sorted({(s.eval_split, s.dataset) for s in specs}):
+        info = DATASETS.get(dataset)
+        if split == "val" or not info.needs_root or data_root is None:
+            continue
+        budget = next(s.budget for s in specs if s.dataset == dataset)
+        try:
+            info.builder(split, Path(data_root), budget, 0, False)
+        except DatasetLayoutError as e:
+            first = str(e).splitlines()[0].split(". Expected")[0]
+            raise UsageError(f"eval_split={split}: {first}") from None
 
 
 def cmd_leaderboard(args) -> int:
@@ -172,7 +195,8 @@ def cmd_verify(args) -> int:
         from bench.reference import verify_reference
 
         return verify_reference(device_name=args.device)
-    problems = verify_results(Path(args.results), device_name=args.device, runs=args.run)
+    problems = verify_results(Path(args.results), device_name=args.device, runs=args.run,
+                              data_root=Path(args.data_root) if args.data_root else None)
     return 1 if problems else 0
 
 
@@ -246,6 +270,8 @@ def make_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="reload every artifact and confirm its recorded results")
     add_results_option(v)
     v.add_argument("--device", default="cpu")
+    v.add_argument("--data-root", default=None,
+                   help="root of a real dataset (default: the one each record names)")
     v.add_argument("--run", action="append", metavar="RUN_ID",
                    help="verify only this run (a run-id prefix; repeatable)")
     v.add_argument("--reference", action="store_true",

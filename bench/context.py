@@ -67,7 +67,8 @@ class RunContext(FactLog):
                                                     self.seed, train)
         return self._datasets[key]
 
-    def eval_batches(self, split: str = "val"):
+    def eval_batches(self, split: str | None = None):
+        split = split or self.spec.eval_split
         bs = 1 if self.info.variable_size else self.budget.batch_size
         return make_loader(self.dataset(split), batch_size=bs,
                            shuffle=False, seed=0)
@@ -81,8 +82,20 @@ class RunContext(FactLog):
     @cached_property
     def input_shape(self) -> tuple[int, int, int, int]:
         """Batch-1 input shape at the evaluation size: what MAdds and latency use."""
-        img, _ = self.dataset("val")[0]
+        img, _ = self.dataset(self.spec.eval_split)[0]
         return (1, *img.shape)
+
+    def class_weight_info(self) -> dict[str, Any] | None:
+        """The class weighting training used (kind, per-class pixel counts at the training
+        resolution, weights), for the run record; None when unweighted."""
+        from bench.train import class_weights
+
+        if self.spec.train.class_weights == "none":
+            return None
+        ds = self.dataset("train", train=True)
+        return {"kind": self.spec.train.class_weights,
+                "pixel_counts": [int(c) for c in ds.class_pixel_counts()],
+                "weights": class_weights(self.spec.train, ds)}
 
     # -- models ------------------------------------------------------------------------
     def build_model(self, name: str | None = None, **kwargs: Any) -> nn.Module:
@@ -99,7 +112,8 @@ class RunContext(FactLog):
         name = name or self.spec.model
         kw = kwargs if kwargs or name != self.spec.model else dict(self.spec.model_kwargs)
         spec = copy.copy(self.spec.baseline_spec())
-        spec.model, spec.model_kwargs = name, kw
+        # the weights do not depend on the split a run is scored on: one cache entry
+        spec.model, spec.model_kwargs, spec.eval_split = name, kw, "val"
         key = spec.run_id
         t0 = time.perf_counter()
         if key not in self._baselines:
@@ -129,7 +143,8 @@ class RunContext(FactLog):
             log_csv=log_csv, desc=desc,
         )
 
-    def evaluate(self, predict, split: str = "val", desc: str = "eval") -> dict:
+    def evaluate(self, predict, split: str | None = None, desc: str = "eval") -> dict:
+        """Scores on `split` (default: the spec's eval_split, val unless asked)."""
         if isinstance(predict, nn.Module):
             predict.to(self.device).eval()
         t0 = time.perf_counter()

@@ -167,6 +167,7 @@ def build_rows(results: Path, malformed: list[Path] | None = None
             "model": r0["model"],
             "method": r0.get("label", r0["method"]),
             "config": _config_label(r0),
+            **budget_columns(r0),
             "seeds": len(recs),
             "miou": miou,
             "miou_std": miou_sd,
@@ -221,6 +222,27 @@ def _name_split_settings(rows: list[dict[str, Any]]) -> None:
         for r in rs:
             r["config"] = "; ".join(x for x in (r["config"], f"{r['device']}, "
                                                 f"{r['threads']} threads") if x)
+
+
+def budget_columns(rec: dict[str, Any]) -> dict[str, Any]:
+    """What the run's budget did to the data, so a table says what its figures measure:
+    epochs, training size (short side the images were resized to, native if none, and
+    the crop) and the evaluation size (short side)."""
+    b = rec.get("config", {}).get("budget", {})
+    work = b.get("work_size")
+    return {"epochs": b.get("epochs"),
+            "train_size": f"{work or 'native'}, crop {b.get('crop_size')}",
+            "eval_size": b.get("eval_size") or "native",
+            "class_weights": rec.get("config", {}).get("train", {}).get("class_weights",
+                                                                        "none"),
+            "loss": rec.get("config", {}).get("train", {}).get("loss", "ce")}
+
+
+def _budget_line(rows: list[dict[str, Any]]) -> str:
+    seen = sorted({(str(r["epochs"]), r["train_size"], str(r["eval_size"]),
+                    r["class_weights"], r["loss"]) for r in rows})
+    return "; ".join(f"{e} epochs, train at short side {t}, evaluate at short side {v}, "
+                     f"class weights {w}, loss {x}" for e, t, v, w, x in seen)
 
 
 def _distill_columns(recs: list[dict[str, Any]], by_id: dict[str, dict[str, Any]]
@@ -344,7 +366,7 @@ def render_markdown(rows: list[dict[str, Any]], failed: list[dict[str, Any]]) ->
     for r in rows:
         sections[(r["dataset"], r["budget"])].append(r)
     for (ds, bud), rs in sections.items():
-        out += [f"## dataset `{ds}`, budget `{bud}`", "",
+        out += [f"## dataset `{ds}`, budget `{bud}`", "", f"Budget: {_budget_line(rs)}.", "",
                 tabulate([_md_row(r) for r in rs], headers=HEADERS, tablefmt="github",
                          disable_numparse=True), ""]
         distilled = [r for r in rs if r.get("teacher")]

@@ -186,6 +186,7 @@ def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
         else str(path),
         "artifact_sha256": file_sha256(path),  # resume and verify detect a changed file
         "baseline": {k: binfo.get(k) for k in ("run_id", "trained_now", "sha256")},
+        "class_weights": ctx.class_weight_info(),
         "extras": ctx.extras,
     }
 
@@ -218,6 +219,8 @@ def order_with_baselines(specs: Iterable[RunSpec]) -> list[RunSpec]:
 def run_one(spec: RunSpec, *, results: Path, device: torch.device,
             data_root: Path | None = None) -> dict[str, Any]:
     record = base_record(spec, device)
+    if data_root is not None:  # where the data was, so `verify` can re-read the same files
+        record["data_root"] = {"given": str(data_root), "resolved": str(Path(data_root).resolve())}
     ctx = RunContext(spec, device=device, results=results, data_root=data_root)
     try:
         record.update(execute(spec, ctx))

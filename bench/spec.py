@@ -37,6 +37,9 @@ class TrainConfig:
     # recorded, so left out of the run id at their defaults (`identity`)
     precision: str = field(default="fp32", metadata=NEW_FIELD)  # fp32 | bf16
     channels_last: bool = field(default=False, metadata=NEW_FIELD)
+    # per-class cross-entropy weights: none, or enet (w_c = 1 / ln(1.02 + p_c), Paszke et
+    # al. 2016, p_c from the training labels at the training resolution)
+    class_weights: str = field(default="none", metadata=NEW_FIELD)
 
     def validate(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
@@ -48,12 +51,19 @@ class TrainConfig:
         if not isinstance(self.channels_last, bool):
             raise UnknownNameError(f"channels_last must be true or false, got "
                                    f"{self.channels_last!r}")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise UnknownNameError(f"unknown class_weights {self.class_weights!r}; valid: "
+                                   f"{', '.join(CLASS_WEIGHTS)}")
 
     def identity(self) -> dict[str, Any]:
         """The settings as hashed into run ids: a field added later (`NEW_FIELD`) counts
         only when it differs from its default, so runs recorded before it keep their ids."""
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if not (f.metadata.get("new_field") and getattr(self, f.name) == f.default)}
+
+
+CLASS_WEIGHTS = ("enet", "none")
+EVAL_SPLITS = ("val", "test")
 
 
 @dataclass
@@ -67,6 +77,8 @@ class RunSpec:
     seed: int
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # the split the run is scored on: val (default, left out of the identity) or test
+    eval_split: str = "val"
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -80,7 +92,7 @@ class RunSpec:
             "seed": self.seed,
             "train": self.train.identity(),
             "code_version": __version__,
-        }
+        } | ({"eval_split": self.eval_split} if self.eval_split != "val" else {})
 
     @property
     def run_id(self) -> str:
@@ -88,7 +100,8 @@ class RunSpec:
 
     def baseline_spec(self) -> RunSpec:
         return RunSpec(self.model, "none", "none", [{"method": "none", "version": 1, "config": {}}],
-                       self.dataset, self.budget, self.seed, dict(self.model_kwargs), self.train)
+                       self.dataset, self.budget, self.seed, dict(self.model_kwargs), self.train,
+                       self.eval_split)
 
     @property
     def is_baseline(self) -> bool:
@@ -143,4 +156,5 @@ def spec_from_dict(d: dict[str, Any]) -> RunSpec:
         model=d["model"], method=d["method"], label=d.get("label", d["method"]),
         stages=d["stages"], dataset=d["dataset"], budget=Budget(**d["budget"]), seed=d["seed"],
         model_kwargs=d.get("model_kwargs", {}), train=TrainConfig(**d.get("train", {})),
+        eval_split=d.get("eval_split", "val"),
     )

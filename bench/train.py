@@ -1,10 +1,11 @@
 """The one training loop every baseline and every method's fine-tuning goes through, so
 that differences on the leaderboard come from the methods, not from their loops.
 
-SGD (or Adam) with the "poly" schedule, cross-entropy with an ignore index or the IoU
-loss, AMP on CUDA or bf16 autocast and channels-last as recorded settings
-(bench/precision.py), seeded and deterministic on the CPU, a per-epoch CSV log, a progress
-bar with ETA on stderr. Method stages plug in through `loss` and `on_step`.
+SGD (or Adam) with the "poly" schedule, cross-entropy with an ignore index (optionally
+class-weighted) or the IoU loss, AMP on CUDA or bf16 autocast and channels-last as recorded
+settings (bench/precision.py), seeded and deterministic on the CPU, a per-epoch CSV log, a
+progress bar with ETA on stderr (one line per epoch when stderr is not a terminal). Method
+stages plug in through `loss` and `on_step`.
 """
 
 from __future__ import annotations
@@ -36,14 +37,34 @@ def iou_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> t
     return 1.0 - (inter / union.clamp(min=1e-6)).mean()
 
 
-def task_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, ignore_index: int):
-    if kind == "ce":
-        return F.cross_entropy(logits, target, ignore_index=ignore_index)
+def task_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, ignore_index: int,
+              weight: torch.Tensor | None = None):
+    """`weight` (per class) weighs the cross-entropy term; the IoU term already averages
+    over classes, so it is unweighted."""
     if kind == "iou":
         return iou_loss(logits, target, ignore_index)
-    return F.cross_entropy(logits, target, ignore_index=ignore_index) + iou_loss(
-        logits, target, ignore_index
-    )
+    ce = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index)
+    return ce if kind == "ce" else ce + iou_loss(logits, target, ignore_index)
+
+
+def enet_class_weights(counts) -> list[float]:
+    """ENet's w_c = 1 / ln(1.02 + p_c) (Paszke et al. 2016, sec. 5.2), p_c the share of
+    labelled training pixels in class c: bounded to [1, 50], so a rare class weighs up
+    to ~50x without the blow-up of inverse frequency."""
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    p = counts / counts.sum().clamp(min=1)
+    return [float(w) for w in 1.0 / torch.log(1.02 + p)]
+
+
+def class_weights(cfg: TrainConfig, dataset: Dataset) -> list[float] | None:
+    """The cross-entropy class weights `cfg` asks for, from the dataset's pixel counts at
+    its training resolution (datasets cache those counts), or None."""
+    if cfg.class_weights == "none":
+        return None
+    if not hasattr(dataset, "class_pixel_counts"):
+        raise ValueError(f"train.class_weights={cfg.class_weights} needs a dataset that "
+                         f"counts its label pixels; {type(dataset).__name__} does not")
+    return enet_class_weights(dataset.class_pixel_counts())
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int,
@@ -56,6 +77,22 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int,
 
 def poly_lr(base: float, step: int, total: int, power: float) -> float:
     return base * (1.0 - min(step, total - 1) / max(total, 1)) ** power
+
+
+PROGRESS_EVERY_S = 30.0  # the least time between two progress lines when not on a tty
+
+
+def progress_line(desc: str, epoch: int, epochs: int, loss: float, elapsed: float,
+                  last_note: float) -> float:
+    """With stderr not a terminal the progress bar is off, and a 33-minute baseline
+    printed nothing; so print one line per epoch (at most one per PROGRESS_EVERY_S, and
+    always the last), with an estimate of the time left. Returns when it last printed."""
+    if elapsed - last_note < PROGRESS_EVERY_S and epoch < epochs:
+        return last_note
+    left = elapsed / epoch * (epochs - epoch)
+    print(f"{desc}: epoch {epoch}/{epochs} loss {loss:.4f} elapsed {elapsed:.0f}s "
+          f"left ~{left:.0f}s", file=sys.stderr, flush=True)
+    return elapsed
 
 
 def train(
@@ -91,6 +128,8 @@ def train(
                               weight_decay=cfg.weight_decay)
     loader = make_loader(dataset, batch_size, shuffle=True, seed=seed, drop_last=True)
     total = max(epochs * len(loader), 1)
+    cw = class_weights(cfg, dataset)
+    weight = torch.tensor(cw, dtype=torch.float32, device=device) if cw else None
     scaler = prec.scaler
     writer = None
     if log_csv is not None:
@@ -98,7 +137,7 @@ def train(
         fh = open(log_csv, "w", newline="")
         writer = csv.writer(fh)
         writer.writerow(["epoch", "loss", "lr", "seconds"])
-    step, t_start, last = 0, time.perf_counter(), float("nan")
+    step, t_start, last, last_note = 0, time.perf_counter(), float("nan"), float("-inf")
     bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=False,
                disable=None, dynamic_ncols=True)
     try:
@@ -114,7 +153,7 @@ def train(
                 targets = targets.to(device, non_blocking=True)
                 with prec.autocast():
                     logits = model(images)
-                    loss = task_loss(logits, targets, cfg.loss, ignore_index)
+                    loss = task_loss(logits, targets, cfg.loss, ignore_index, weight)
                     for st in stages:
                         loss = st.method.loss(ctx, model, images, targets, logits, loss)
                 opt.zero_grad(set_to_none=True)
@@ -135,6 +174,9 @@ def train(
                 writer.writerow([epoch + 1, f"{running / max(n, 1):.5f}", f"{cur:.6g}",
                                  f"{time.perf_counter() - t0:.2f}"])
                 fh.flush()
+            if bar.disable:
+                last_note = progress_line(desc, epoch + 1, epochs, running / max(n, 1),
+                                          time.perf_counter() - t_start, last_note)
     finally:
         prec.restore(model)
         bar.close()

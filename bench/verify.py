@@ -19,7 +19,17 @@ from bench.runner import resolve_device
 from bench.spec import spec_from_dict
 
 
-def verify_record(rec: dict, results: Path, device_name: str = "cpu") -> list[str]:
+def record_data_root(rec: dict, data_root: Path | None = None) -> Path | None:
+    """The data a run read: `data_root` when given, else the resolved root its record
+    names (None for embedded datasets)."""
+    if data_root is not None:
+        return Path(data_root)
+    where = rec.get("data_root")
+    return Path(where["resolved"]) if where else None
+
+
+def verify_record(rec: dict, results: Path, device_name: str = "cpu",
+                  data_root: Path | None = None) -> list[str]:
     spec = spec_from_dict(rec["config"])
     path = Path(rec["artifact"])
     if not path.is_absolute():
@@ -34,7 +44,8 @@ def verify_record(rec: dict, results: Path, device_name: str = "cpu") -> list[st
         problems.append(changed)
     problems += stage_problems(model, header, stages)
     device = resolve_device(device_name)
-    ctx = RunContext(spec, device=device, results=results)
+    ctx = RunContext(spec, device=device, results=results,
+                     data_root=record_data_root(rec, data_root))
     model.to(device)
     predict, _ = select_predictor(model, path, stages, ctx)
     miou = ctx.evaluate(predict, desc=f"verify {rec['run_id']}")["miou"]
@@ -60,8 +71,8 @@ def select_records(results: Path, runs: list[str] | None = None,
     return chosen
 
 
-def verify_results(results: Path, device_name: str = "cpu",
-                   runs: list[str] | None = None) -> dict[str, list[str]]:
+def verify_results(results: Path, device_name: str = "cpu", runs: list[str] | None = None,
+                   data_root: Path | None = None) -> dict[str, list[str]]:
     bad: dict[str, list[str]] = {}
     malformed: list[Path] = []
     recs = select_records(results, runs, malformed)
@@ -70,7 +81,7 @@ def verify_results(results: Path, device_name: str = "cpu",
             bad[p.stem] = [f"malformed record {p}"]
     for rec in tqdm(recs, desc="verify", unit="run", disable=None):
         try:
-            problems = verify_record(rec, results, device_name)
+            problems = verify_record(rec, results, device_name, data_root)
         except Exception as e:  # report and go on to the next artifact
             problems = [f"{type(e).__name__}: {e}"]
         if problems:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.data.base import DatasetInfo, DatasetLayoutError, register_dataset, require_dir
-from bench.data.folder import PairedFiles, label_lut
+from bench.data.folder import PairedFiles, known_values, label_lut
 
 CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic_light",
            "traffic_sign", "vegetation", "terrain", "sky", "person", "rider", "car", "truck",
@@ -41,8 +41,10 @@ def _build(split: str, root: Path, budget, seed: int, train: bool):
         pairs.append((img, lab))
     mapping = {i: i for i in range(19)} if use_train_ids else LABEL_TO_TRAIN
     limit = budget.train_images if split == "train" else budget.eval_images
-    return PairedFiles(pairs, label_lut(mapping, 255), 255, train, budget.crop_size,
-                       budget.eval_size, seed, "cityscapes", limit)
+    # labelIds 0-33 all exist (those without a trainId are void), -1 is stored as 255
+    void = (255,) if use_train_ids else (*range(34), 255)
+    return PairedFiles(pairs, label_lut(mapping, 255), 255, train, budget, seed,
+                       "cityscapes", limit, known_values(mapping, void), num_classes=19)
 
 
 register_dataset(DatasetInfo(name="cityscapes", num_classes=19, ignore_index=255,

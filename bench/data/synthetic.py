@@ -182,9 +182,11 @@ def load_split(split: str, n: int | None = None) -> tuple[np.ndarray, np.ndarray
 
 
 class SyntheticScenes(Dataset):
-    def __init__(self, split: str, train: bool, crop: int, seed: int, limit: int | None = None):
+    def __init__(self, split: str, train: bool, crop: int, seed: int, limit: int | None = None,
+                 scale_range: tuple[float, float] = (0.5, 2.0)):
         self.images, self.labels = load_split(split, limit)
         self.n = len(self.images)
+        self.scale_range = scale_range
         self.train, self.crop, self.seed, self.epoch = train, crop, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -193,17 +195,21 @@ class SyntheticScenes(Dataset):
     def __len__(self) -> int:
         return self.n
 
+    def class_pixel_counts(self) -> np.ndarray:
+        return np.bincount(self.labels[self.labels != 255].ravel(), minlength=NUM_CLASSES)
+
     def __getitem__(self, i: int):
         img, lab = to_tensors(self.images[i], self.labels[i])
         if self.train:
             gen = sample_generator(self.seed, self.epoch, i)
-            return train_augment(img, lab, self.crop, 255, gen)
+            return train_augment(img, lab, self.crop, 255, gen, self.scale_range)
         return eval_resize(img, lab, None)
 
 
 def _build(split: str, root, budget, seed: int, train: bool) -> Dataset:
     limit = budget.train_images if split == "train" else budget.eval_images
-    return SyntheticScenes(split, train=train, crop=budget.crop_size, seed=seed, limit=limit)
+    return SyntheticScenes(split, train=train, crop=budget.crop_size, seed=seed, limit=limit,
+                           scale_range=budget.scale_range)
 
 
 register_dataset(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.data.base import DatasetInfo, DatasetLayoutError, register_dataset, require_dir
-from bench.data.folder import PairedFiles, label_lut
+from bench.data.folder import PairedFiles, known_values, label_lut
 
 CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
            "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
@@ -45,8 +45,9 @@ def _build(split: str, root: Path, budget, seed: int, train: bool):
                                      f"is missing")
         pairs.append((img, lab))
     limit = budget.train_images if split == "train" else budget.eval_images
-    return PairedFiles(pairs, label_lut({i: i for i in range(21)}, 255), 255, train,
-                       budget.crop_size, budget.eval_size, seed, "voc", limit)
+    mapping = {i: i for i in range(21)}
+    return PairedFiles(pairs, label_lut(mapping, 255), 255, train, budget, seed, "voc",
+                       limit, known_values(mapping, (255,)), num_classes=21)
 
 
 register_dataset(DatasetInfo(name="voc", num_classes=21, ignore_index=255, class_names=CLASSES,

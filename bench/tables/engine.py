@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from bench.atomic import atomic_write_text
-from bench.budgets import Budget, get_budget
+from bench.budgets import Budget, get_budget, train_defaults
 from bench.records import NOT_APPLICABLE, OK, read_record
 from bench.runner import pending
 from bench.spec import RunSpec, TrainConfig
@@ -63,7 +63,7 @@ class Options:
 def table_budget(table: Table, opts: Options) -> Budget:
     """The named budget with the table's declared overrides for it, then `--set budget.*`."""
     return get_budget(opts.budget, {**table.budget_overrides.get(opts.budget, {}),
-                                    **opts.budget_sets})
+                                    **opts.budget_sets}, dataset=opts.dataset)
 
 
 def resolve(table: Table, row: Row, run: Run, opts: Options) -> RunSpec:
@@ -77,7 +77,8 @@ def resolve(table: Table, row: Row, run: Run, opts: Options) -> RunSpec:
         raise ValueError(f"{table.id}: method {run.method!r} expands to {len(variants)} "
                          f"variants; a table cell needs exactly one")
     v = variants[0]
-    train = TrainConfig(**{**opts.train_sets, **dict(run.train)})
+    train = TrainConfig(**{**train_defaults(opts.dataset), **opts.train_sets,
+                           **dict(run.train)})
     train.validate()
     return RunSpec(model=row.model, method=v.spec, label=v.label, stages=v.resolved(),
                    dataset=opts.dataset, budget=table_budget(table, opts), seed=opts.seed,
