@@ -23,8 +23,8 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from bench.atomic import atomic_write_text
+from bench.digest import file_sha256
 from bench.locks import locked
-from bench.records import file_sha256
 
 
 def cache_paths(results: Path, key: str) -> tuple[Path, Path]:

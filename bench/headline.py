@@ -35,23 +35,3 @@ HEADLINE: dict[str, tuple[str, list[dict[str, Any]] | None]] = {
     "distill": ("prune_structured+kd", [{"ratio": 0.5}, {}]),
 }
 
-
-def headline_variants(sets: dict[str, Any]) -> list:
-    """The headline variants with `--set` applied on top (to the stages that have the
-    setting). A family without an entry (a plugin's) runs its members at their defaults."""
-    from bench.method import _expand_one, families
-
-    out = []
-    for fam, members in sorted(families().items()):
-        if fam.startswith("_"):
-            continue  # private families (tests, examples) are never part of a default grid
-        spec, overrides = HEADLINE.get(fam, (None, None))
-        items = [spec] if spec else members
-        for item in items:
-            for v in _expand_one(item, sets, sweep=False, lenient=True):
-                if spec and overrides is not None:
-                    v.stage_overrides = [{**h, **o}
-                                         for h, o in zip(overrides, v.stage_overrides)]
-                    v.stages()  # validate the merged configs now
-                out.append(v)
-    return out

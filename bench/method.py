@@ -66,6 +66,7 @@ from torch import nn
 
 from bench.artifact import EncodedTensor
 from bench.config import ConfigError, Settings
+from bench.headline import HEADLINE
 from bench.registry import Registry, UnknownNameError
 
 if TYPE_CHECKING:
@@ -346,8 +347,6 @@ def expand_methods(spec: str, sets: dict[str, Any] | None = None) -> list[Varian
             names = [m for f in sorted(fams) for m in fams[f]]
             out.extend(v for n in names for v in _expand_one(n, sets, sweep=True, lenient=True))
         elif item == "headline":  # one configuration per family (bench/headline.py)
-            from bench.headline import headline_variants
-
             out.extend(headline_variants(sets))
         elif item in fams and not (item in METHODS and fams[item] == [item]):
             out.extend(v for n in fams[item] for v in _expand_one(n, sets, sweep=True,
@@ -407,4 +406,23 @@ def stages_from_record(resolved: Iterable[dict[str, Any]]) -> list[Stage]:
     for r in resolved:
         cls = METHODS.get(r["method"])
         out.append(Stage(cls(make_config(cls, r.get("config", {})))))
+    return out
+
+
+def headline_variants(sets: dict[str, Any]) -> list:
+    """The headline variants with `--set` applied on top (to the stages that have the
+    setting). A family without an entry (a plugin's) runs its members at their defaults."""
+    out = []
+    for fam, members in sorted(families().items()):
+        if fam.startswith("_"):
+            continue  # private families (tests, examples) are never part of a default grid
+        spec, overrides = HEADLINE.get(fam, (None, None))
+        items = [spec] if spec else members
+        for item in items:
+            for v in _expand_one(item, sets, sweep=False, lenient=True):
+                if spec and overrides is not None:
+                    v.stage_overrides = [{**h, **o}
+                                         for h, o in zip(overrides, v.stage_overrides)]
+                    v.stages()  # validate the merged configs now
+                out.append(v)
     return out

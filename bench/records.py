@@ -4,7 +4,6 @@ record it finds."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.atomic import atomic_write_text
+from bench.digest import file_sha256
 
 OK, FAILED, NOT_APPLICABLE = "ok", "failed", "not applicable"
 # statuses a re-run keeps: an ok run is done, and a run that does not apply to its model
@@ -44,14 +44,6 @@ def artifact_problem(results: Path, rec: dict[str, Any]) -> str | None:
     if want is not None and file_sha256(path) != want:
         return f"artifact {path} does not hash to the recorded SHA-256"
     return None
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def is_done(rec: dict[str, Any] | None, results: Path) -> bool:

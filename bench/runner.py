@@ -23,6 +23,7 @@ from bench import __version__
 from bench.artifact import state_bytes_dense
 from bench.complexity import count_madds
 from bench.context import RunContext
+from bench.digest import file_sha256
 from bench.export import export_model, load_model, select_predictor, stage_problems
 from bench.latency import measure_paired
 from bench.locks import clean_orphan_temps, locked
@@ -31,7 +32,6 @@ from bench.records import (
     FAILED,
     NOT_APPLICABLE,
     OK,
-    file_sha256,
     is_done,
     read_record,
     write_record,

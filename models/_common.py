@@ -18,7 +18,6 @@ Two jobs only:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
@@ -28,6 +27,8 @@ from urllib.parse import urlparse
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from bench.digest import file_sha256
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -70,14 +71,6 @@ def _checkpoint_path(weights: Any) -> str:
     return hub
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def imagenet_state_dict(weights: Any) -> dict[str, torch.Tensor]:
     """torchvision's ImageNet state dict for `weights` (a torchvision weights enum, or
     anything with its `.url`), read from local disk only after its SHA-256 matched the
@@ -97,7 +90,7 @@ def imagenet_state_dict(weights: Any) -> dict[str, torch.Tensor]:
     if m is None:
         raise RuntimeError(f"{path}: the file name carries no torchvision hash prefix "
                            f"(<name>-<sha256 prefix>.pth); refusing to load it")
-    if not _sha256(path).startswith(m.group(1)):
+    if not file_sha256(path).startswith(m.group(1)):
         raise RuntimeError(f"{path}: its SHA-256 does not start with {m.group(1)}, the hash "
                            f"torchvision publishes for it: a damaged or substituted file, "
                            f"refused; fetch {weights.url} again")
