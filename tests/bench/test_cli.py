@@ -62,3 +62,16 @@ def test_smoke_run_then_leaderboard(tmp_path, monkeypatch):
     assert "| enet " in md and "none" in md
     csv = (tmp_path / "res" / "leaderboard.csv").read_text().splitlines()
     assert csv[0].startswith("dataset,budget,model,method") and len(csv) == 2
+
+
+def test_the_summary_says_which_runs_were_resumed(tmp_path, capsys):
+    """A second grid that reuses a finished baseline says so, rather than counting it as
+    a run it made."""
+    args = ["run", "--model", "enet", "--budget", "smoke", "--set", "budget.train_images=16",
+            "--set", "budget.eval_images=8", "--set", "budget.latency_runs=3",
+            "--results", str(tmp_path)]
+    assert main([*args, "--method", "none"]) == 0
+    assert "(" not in capsys.readouterr().err.splitlines()[-1]
+    assert main([*args, "--method", "fp16"]) == 0
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("2 runs ok, 0 failed (1 of them finished earlier, resumed)")

@@ -25,7 +25,8 @@ from bench.cli import main
          "budget.eval_images must be null or an integer >= 1, got 0"),
         (["run", "--model", "enet", "--set", "train.momentum=abc"],
          "bad setting train.momentum='abc'; valid: a number"),
-        (["run", "--model", "enet", "--set", "train.amp=2"], "bad setting train.amp=2; valid: true or false"),
+        (["run", "--model", "enet", "--set", "train.amp=2"],
+         "bad setting train.amp=2; valid: true or false"),
         (["run", "--model", "enet", "--method", "prune_unstructured+prune_unstructured"],
          "pipeline 'prune_unstructured+prune_unstructured' runs prune_unstructured more than "
          "once"),
