@@ -69,9 +69,11 @@ class RunContext(FactLog):
 
     def eval_batches(self, split: str | None = None):
         split = split or self.spec.eval_split
-        bs = 1 if self.info.variable_size else self.budget.batch_size
-        return make_loader(self.dataset(split), batch_size=bs,
-                           shuffle=False, seed=0)
+        ds = self.dataset(split)
+        # a tree whose images differ in size (found when it is indexed) cannot be stacked
+        uniform = getattr(ds, "uniform_size", True)
+        bs = 1 if self.info.variable_size or not uniform else self.budget.batch_size
+        return make_loader(ds, batch_size=bs, shuffle=False, seed=0)
 
     def calibration_images(self, n: int | None = None) -> torch.Tensor:
         """Up to `n` training images at the evaluation transform (for PTQ calibration)."""

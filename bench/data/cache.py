@@ -117,8 +117,13 @@ def scan(pairs: list[tuple[Path, Path]], lut: np.ndarray, known: np.ndarray, ign
             pass  # a corrupt cache is rebuilt below
     counts = np.zeros(num_classes, dtype=np.int64)
     unknown, arrays, nbytes, limit = 0, [], 0, cache_limit_bytes()
+    first, mixed = None, None  # the first two images of different sizes, if any
     for img_path, lab_path in pairs:
         image, lab, raw = decode_pair(img_path, lab_path, lut, work_size, name)
+        if first is None:
+            first = (str(img_path), list(image.shape[:2]))
+        elif mixed is None and list(image.shape[:2]) != first[1]:
+            mixed = [*first, str(img_path), list(image.shape[:2])]
         unknown += int((~known[raw]).sum())
         counts += np.bincount(lab[lab != ignore].ravel(), minlength=num_classes)[:num_classes]
         nbytes += image.nbytes + lab.nbytes
@@ -128,7 +133,7 @@ def scan(pairs: list[tuple[Path, Path]], lut: np.ndarray, known: np.ndarray, ign
                 arrays = None  # too big to hold: decode per item instead
     meta = {"key": key, "images": len(pairs), "work_size": work_size,
             "class_pixel_counts": counts.tolist(), "unknown_label_pixels": unknown,
-            "cached": arrays is not None}
+            "cached": arrays is not None, "mixed_sizes": mixed}
     if arrays is not None:
         flat = {f"{t}{k}": a for k, (i, lab) in enumerate(arrays) for t, a in
                 (("i", i), ("l", lab))}

@@ -58,6 +58,12 @@ class PairedFiles(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    @property
+    def uniform_size(self) -> bool:
+        """Every image of the split has one size at the working resolution, so evaluation
+        may stack them in batches (else it evaluates one image at a time)."""
+        return not self.meta.get("mixed_sizes")
+
     def class_pixel_counts(self) -> np.ndarray:
         """Labelled pixels per class at the working resolution (from the cached index)."""
         return np.asarray(self.meta["class_pixel_counts"], dtype=np.int64)
