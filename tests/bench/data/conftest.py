@@ -31,6 +31,21 @@ def camvid_tree(root, splits=("train", "val"), n=2, h=12, w=20,
     return root
 
 
+def tiny_camvid_spec(method: str = "none"):
+    """A RunSpec on a fixture CamVid tree: two images a split, 32-pixel crops, batch 2."""
+    from bench.budgets import get_budget
+    from bench.method import expand_methods
+    from bench.spec import RunSpec
+
+    budget = get_budget("smoke", {"train_images": 2, "eval_images": 2, "batch_size": 2,
+                                  "crop_size": 32, "latency_runs": 2, "latency_warmup": 1,
+                                  "calibration_images": 2}, dataset="camvid")
+    (v,) = expand_methods(method, {})
+    return RunSpec(model="enet", method=v.spec, label=v.label, stages=v.resolved(),
+                   dataset="camvid", budget=budget, seed=0)
+
+
 @pytest.fixture
 def trees():
-    return SimpleNamespace(camvid=camvid_tree, image=write_image, label=write_label)
+    return SimpleNamespace(camvid=camvid_tree, image=write_image, label=write_label,
+                           spec=tiny_camvid_spec)

@@ -104,24 +104,13 @@ def test_a_truncated_png_is_named_when_the_split_is_indexed(trees, tmp_path):
 
 
 def test_images_of_different_sizes_are_found_and_evaluated_one_at_a_time(trees, tmp_path):
-    import torch
-
-    from bench.budgets import get_budget
-    from bench.method import expand_methods
     from bench.runner import run_one
-    from bench.spec import RunSpec
 
     root = trees.camvid(tmp_path / "cv", h=32, w=48)
     trees.image(root / "val" / "f1.png", h=32, w=40)
     trees.label(root / "valannot" / "f1.png", list(range(12)), h=32, w=40)
     assert _build(root, "val").meta["mixed_sizes"][3] == [32, 40]
     assert _build(root, "train").uniform_size
-    budget = get_budget("smoke", {"train_images": 2, "eval_images": 2, "batch_size": 2,
-                                  "crop_size": 32, "latency_runs": 2, "latency_warmup": 1,
-                                  "calibration_images": 2}, dataset="camvid")
-    (v,) = expand_methods("none", {})
-    spec = RunSpec(model="enet", method=v.spec, label=v.label, stages=v.resolved(),
-                   dataset="camvid", budget=budget, seed=0)
-    rec = run_one(spec, results=tmp_path / "results", device=torch.device("cpu"),
+    rec = run_one(trees.spec(), results=tmp_path / "results", device=torch.device("cpu"),
                   data_root=root)
     assert rec["status"] == "ok", rec.get("error")  # was: "stack expects each tensor ..."

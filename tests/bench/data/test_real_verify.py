@@ -6,22 +6,14 @@ import shutil
 
 import torch
 
-from bench.budgets import get_budget
 from bench.cli import main
-from bench.method import expand_methods
 from bench.runner import run_one
-from bench.spec import RunSpec
 from bench.verify import verify_results
 
 
 def test_verify_rereads_the_recorded_data_root_or_the_one_given(trees, tmp_path, capsys):
     root = trees.camvid(tmp_path / "cv", h=32, w=48)
-    budget = get_budget("smoke", {"train_images": 2, "eval_images": 2, "batch_size": 2,
-                                  "crop_size": 32, "latency_runs": 2, "latency_warmup": 1,
-                                  "calibration_images": 2}, dataset="camvid")
-    (v,) = expand_methods("none", {})
-    spec = RunSpec(model="enet", method=v.spec, label=v.label, stages=v.resolved(),
-                   dataset="camvid", budget=budget, seed=0)
+    spec = trees.spec()
     results = tmp_path / "results"
     rec = run_one(spec, results=results, device=torch.device("cpu"), data_root=root)
     assert rec["status"] == "ok", rec.get("error")
