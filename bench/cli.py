@@ -317,6 +317,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sensitivity"]:  # its own parser, --help included (REMAINDER eats no flags)
+        from bench.sensitivity import main as sensitivity_main
+
+        return sensitivity_main(argv[1:])
     args = make_parser().parse_args(argv)
     if getattr(args, "budget", None) is not None and args.budget not in BUDGETS:
         print(f"segbench: error: unknown budget {args.budget!r}; valid choices: "

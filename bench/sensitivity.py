@@ -5,11 +5,12 @@ layers a model cannot afford to thin.
 `--method prune_unstructured` zeroes the smallest-magnitude weights of one conv/linear
 layer; `--method prune_structured` removes the lowest-L1 channels of one torch-pruning
 group (a layer and everything coupled to it). Every row is measured on the trained
-baseline of the run's budget (trained and cached under `results/` if missing), so the
-numbers line up with the leaderboard's `none` row. Output: `results/sensitivity/
-<model>-<method>-<budget>.csv` and a heatmap `.png` of ΔmIoU beside it.
+baseline of the run's budget (trained and cached under `--results` if missing), so the
+numbers line up with the leaderboard's `none` row. Output: `<results>/sensitivity/
+<model>-<method>-<budget>.csv` and a heatmap `.png` of ΔmIoU beside it (`--results`
+defaults to the user's `results/local`; the committed reference needs `--update-reference`).
 
-    python -m bench.sensitivity --model enet --method prune_unstructured --budget quick \\
+    python -m bench sensitivity --model enet --method prune_unstructured --budget quick \\
         --sparsities 0.5,0.75,0.9 --layers 'net.stage2.*' --threads 1 [--set budget.epochs=8]
 """
 
@@ -32,10 +33,12 @@ from bench.budgets import Budget, get_budget
 from bench.context import RunContext
 from bench.evaluate import evaluate
 from bench.method import METHODS
-from bench.options import UsageError, parse_sets
+from bench.layout import ProtectedResultsError, guard_write
+from bench.options import DEFAULT_RESULTS, UsageError, parse_sets
 from bench.registry import UnknownNameError
 from bench.spec import RunSpec
 from bench.train import make_loader
+from bench.validate import results_problem
 
 METHOD_CHOICES = ("prune_unstructured", "prune_structured")
 COLUMNS = ["model", "method", "budget", "layer", "weights", "sparsity", "achieved",
@@ -219,12 +222,14 @@ def _budget_overrides(items: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.sensitivity", description=__doc__,
+    p = argparse.ArgumentParser(prog="segbench sensitivity", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
     p.add_argument("--method", default="prune_unstructured", help=" | ".join(METHOD_CHOICES))
     p.add_argument("--budget", default="quick")
-    p.add_argument("--results", default="results")
+    p.add_argument("--results", default=str(DEFAULT_RESULTS))
+    p.add_argument("--update-reference", action="store_true",
+                   help="allow writing into results/reference/ (maintainers)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--sparsities", default="0.25,0.5,0.75,0.9")
@@ -240,14 +245,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
+        problem = results_problem(Path(args.results))
+        if problem:
+            raise UsageError(problem)
+        guard_write(Path(args.results), args.update_reference)
         sparsities = [float(s) for s in args.sparsities.split(",") if s.strip()]
         budget = get_budget(args.budget, _budget_overrides(args.set))
         path = run_sensitivity(args.model, args.method, Path(args.results), budget,
                                args.device, sparsities,
                                [x for x in args.layers.split(",") if x.strip()] or None,
                                max_images=args.max_images)
-    except (UnknownNameError, ValueError) as e:
-        print(f"sensitivity: error: {e}", file=sys.stderr)
+    except (UnknownNameError, ValueError, ProtectedResultsError, UsageError) as e:
+        print(f"segbench: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {path} and {path.with_suffix('.png')}", file=sys.stderr)
     return 0

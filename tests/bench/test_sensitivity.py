@@ -60,3 +60,24 @@ def test_bad_input_is_reported(shared_results, tiny_budget, capsys):
     assert "sparsities must be numbers in [0, 1)" in capsys.readouterr().err
     assert main(["--", "--model", "enet", "--budget", "smoke", "--set", "epochs=3"]) == 2
     assert "budget.* overrides only" in capsys.readouterr().err
+
+
+def test_help_through_the_cli(capsys):
+    """`segbench sensitivity --help` prints the sensitivity options (argparse's REMAINDER
+    used to swallow a leading flag and print the top-level usage instead)."""
+    from bench.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as e:
+        cli_main(["sensitivity", "--help"])
+    assert e.value.code == 0
+    assert "--sparsities" in capsys.readouterr().out
+
+
+def test_refuses_the_committed_reference(capsys):
+    from bench.cli import main as cli_main
+
+    code = cli_main(["sensitivity", "--model", "enet", "--budget", "smoke",
+                     "--results", "results/reference/synthetic-quick"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "committed reference" in err[0]
