@@ -71,8 +71,7 @@ class RunContext(FactLog):
         split = split or self.spec.eval_split
         ds = self.dataset(split)
         # a tree whose images differ in size (found when it is indexed) cannot be stacked
-        uniform = getattr(ds, "uniform_size", True)
-        bs = 1 if self.info.variable_size or not uniform else self.budget.batch_size
+        bs = 1 if self.info.variable_size or not ds.uniform_size else self.budget.batch_size
         return make_loader(ds, batch_size=bs, shuffle=False, seed=0)
 
     def calibration_images(self, n: int | None = None) -> torch.Tensor:

@@ -32,8 +32,8 @@ from bench.atomic import atomic_write
 from bench.budgets import Budget, get_budget
 from bench.context import RunContext
 from bench.evaluate import evaluate
-from bench.method import METHODS
 from bench.layout import ProtectedResultsError, guard_write
+from bench.method import METHODS
 from bench.options import DEFAULT_RESULTS, UsageError, parse_sets
 from bench.registry import UnknownNameError
 from bench.spec import RunSpec

@@ -21,8 +21,8 @@ class DatasetInfo:
     ignore_index: int
     class_names: tuple[str, ...]
     needs_root: bool  # real datasets read files under --data-root
-    # builder(split, root, budget, seed, train) -> torch Dataset yielding (image, target)
-    builder: Callable[..., Dataset] = field(repr=False, compare=False, default=None)
+    # builder(split, root, budget, seed, train) -> SegDataset yielding (image, target)
+    builder: Callable[..., SegDataset] = field(repr=False, compare=False, default=None)
     layout: str = ""  # the expected directory layout, quoted in errors
     variable_size: bool = False  # images differ in size: evaluate one at a time
     # part of every run's identity: a generator or preprocessing change must not let
@@ -36,6 +36,15 @@ SPLITS = ("train", "val", "test")
 
 def register_dataset(info: DatasetInfo) -> DatasetInfo:
     return DATASETS.add(info.name, info)
+
+
+class SegDataset(Dataset):
+    """A split the harness trains or evaluates on: yields (image, target) pairs. Declares
+    what the harness asks of every split, so nothing is read with getattr."""
+
+    # every image of the split has one size at the working resolution, so evaluation may
+    # stack them in batches (a real tree of mixed sizes says False once it is indexed)
+    uniform_size: bool = True
 
 
 class DatasetLayoutError(FileNotFoundError):

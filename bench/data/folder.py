@@ -11,9 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset
 
-from bench.data.base import DatasetLayoutError
+from bench.data.base import DatasetLayoutError, SegDataset
 from bench.data.cache import decode_pair, scan
 from bench.data.transforms import eval_resize, sample_generator, to_tensors, train_augment
 
@@ -33,7 +32,7 @@ def known_values(mapping: dict[int, int], void: Iterable[int]) -> np.ndarray:
     return mask
 
 
-class PairedFiles(Dataset):
+class PairedFiles(SegDataset):
     def __init__(self, pairs: list[tuple[Path, Path]], lut: np.ndarray, ignore_index: int,
                  train: bool, budget, seed: int, name: str, limit: int | None = None,
                  known: np.ndarray | None = None, num_classes: int | None = None):

@@ -23,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from bench.atomic import atomic_write
-from bench.data.base import DatasetInfo, register_dataset
+from bench.data.base import DatasetInfo, SegDataset, register_dataset
 from bench.data.transforms import eval_resize, sample_generator, to_tensors, train_augment
 
 VERSION = "v3"
@@ -181,7 +180,7 @@ def load_split(split: str, n: int | None = None) -> tuple[np.ndarray, np.ndarray
     return images, labels
 
 
-class SyntheticScenes(Dataset):
+class SyntheticScenes(SegDataset):
     def __init__(self, split: str, train: bool, crop: int, seed: int, limit: int | None = None,
                  scale_range: tuple[float, float] = (0.5, 2.0)):
         self.images, self.labels = load_split(split, limit)
@@ -206,7 +205,7 @@ class SyntheticScenes(Dataset):
         return eval_resize(img, lab, None)
 
 
-def _build(split: str, root, budget, seed: int, train: bool) -> Dataset:
+def _build(split: str, root, budget, seed: int, train: bool) -> SegDataset:
     limit = budget.train_images if split == "train" else budget.eval_images
     return SyntheticScenes(split, train=train, crop=budget.crop_size, seed=seed, limit=limit,
                            scale_range=budget.scale_range)

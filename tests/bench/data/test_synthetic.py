@@ -63,3 +63,12 @@ def test_objects_cover_a_third_of_the_image():
     share = np.bincount(labels.ravel(), minlength=syn.NUM_CLASSES) / labels.size
     assert 0.25 < 1 - share[0] < 0.45
     assert share[1:].min() > 0.5 * share[1:].max()  # no object class is rare
+
+
+def test_every_split_is_a_seg_dataset_of_uniform_size():
+    """The harness reads `uniform_size` as a declared attribute of every split."""
+    from bench.data.base import SegDataset
+
+    budget = get_budget("smoke")
+    ds = DATASETS.get("synthetic").builder("val", None, budget, 0, False)
+    assert isinstance(ds, SegDataset) and ds.uniform_size
