@@ -14,6 +14,7 @@ from bench import validate
 from bench.budgets import BUDGETS, get_budget
 from bench.config import ConfigError
 from bench.layout import ProtectedResultsError, guard_write
+from bench.numerics import flush_denormals
 from bench.options import (
     UsageError,
     add_compute_options,
@@ -317,6 +318,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    flush_denormals()  # first, so the intra-op threads every command starts inherit it
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sensitivity"]:  # its own parser, --help included (REMAINDER eats no flags)
         from bench.sensitivity import main as sensitivity_main

@@ -36,6 +36,9 @@ def _ray_task(spec_dict: dict, results: str, device: str, data_root: str | None,
               threads: int | None) -> dict:
     import torch
 
+    from bench.numerics import flush_denormals
+
+    flush_denormals()  # a worker process: before its first parallel region
     torch.set_num_threads(threads or 1)
     return run_claimed(spec_from_dict(spec_dict), results=Path(results),
                        device=resolve_device(device),

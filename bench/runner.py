@@ -28,6 +28,7 @@ from bench.export import export_model, load_model, select_predictor, stage_probl
 from bench.latency import measure_paired
 from bench.locks import clean_orphan_temps, locked
 from bench.method import NotApplicable, stages_from_record
+from bench.numerics import flush_denormals
 from bench.records import (
     FAILED,
     NOT_APPLICABLE,
@@ -75,6 +76,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "flush_denormal": flush_denormals(),
         "git_revision": git_revision(),
     }
     if device.type == "cuda":
@@ -298,6 +300,7 @@ def run_grid(specs: list[RunSpec], *, results: Path, device: torch.device,
              data_root: Path | None = None, threads: int | None = None) -> list[dict[str, Any]]:
     """The local executor: every run in this process, baselines first, resuming."""
     git_revision()  # pin the revision the grid starts from
+    flush_denormals()  # before the first parallel region, so every intra-op thread has it
     if threads:
         torch.set_num_threads(threads)
     clean_orphan_temps(results)
