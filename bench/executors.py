@@ -18,8 +18,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from bench.locks import clean_orphan_temps
-from bench.records import FAILED, write_record
+from bench.locks import clean_orphan_temps, locked
+from bench.records import FAILED, is_done, read_record, write_record
 from bench.runner import base_record, pending, resolve_device, run_claimed, run_grid, waves
 from bench.spec import RunSpec, spec_from_dict
 
@@ -43,6 +43,18 @@ def _ray_task(spec_dict: dict, results: str, device: str, data_root: str | None,
     return run_claimed(spec_from_dict(spec_dict), results=Path(results),
                        device=resolve_device(device),
                        data_root=Path(data_root) if data_root else None)
+
+
+def gather(results: Path, spec: RunSpec, rec: dict[str, Any]) -> dict[str, Any]:
+    """Write a worker's record into the driver's results (workers may have no shared disk),
+    under the run's lock like every other writer; a worker lost while another process
+    finished the same run leaves that process's record standing."""
+    with locked(results, "run", spec.run_id):
+        current = read_record(results, spec.run_id)
+        if rec.get("status") == FAILED and is_done(current, results):
+            return current
+        write_record(results, rec)
+    return rec
 
 
 def run_ray(specs: list[RunSpec], *, results: Path, device: str, data_root: Path | None,
@@ -81,8 +93,7 @@ def run_ray(specs: list[RunSpec], *, results: Path, device: str, data_root: Path
                 rec.update({"status": FAILED,
                             "error": f"worker lost: {type(e).__name__}: {e}".splitlines()[0]})
                 print(f"run {spec.run_id} failed: {rec['error']}", file=sys.stderr)
-            write_record(results, rec)  # gathered here even when workers have no shared disk
-            records.append(rec)
+            records.append(gather(results, spec, rec))
             bar.update(1)
         bar.close()
     return records

@@ -79,3 +79,32 @@ def test_ray_executor_matches_local_and_survives_a_dead_worker(ray_local, make_s
     assert {r["method"] for r in iter_records(tmp_path / "ray")} == {"none", "fp16", "_test_crash"}
     again = run_specs(specs[:1], executor="ray", results=tmp_path / "ray", threads=1)
     assert [r["finished"] for r in again] == [by["none"]["finished"], by["fp16"]["finished"]]
+
+
+def test_gathering_a_lost_worker_keeps_a_run_another_process_finished(make_spec, results,
+                                                                     monkeypatch):
+    """The Ray driver writes records under the run's lock, and a worker's failure never
+    overwrites the record of a process that finished the same run meanwhile."""
+    from bench import executors
+    from bench.records import read_record
+    from bench.runner import base_record, run_claimed
+
+    spec = make_spec("none", "enet")
+    done = run_claimed(spec, results=results, device=torch.device("cpu"))
+    assert done["status"] == "ok"
+    taken = []
+    real = executors.locked
+
+    def spy(res, kind, key):
+        taken.append((kind, key))
+        return real(res, kind, key)
+
+    monkeypatch.setattr(executors, "locked", spy)
+    lost = {**base_record(spec, torch.device("cpu")), "status": "failed", "error": "worker lost"}
+    assert executors.gather(results, spec, lost)["status"] == "ok"
+    assert read_record(results, spec.run_id)["finished"] == done["finished"]
+    assert taken == [("run", spec.run_id)]
+    fresh = make_spec("fp16", "enet")
+    rec = {**base_record(fresh, torch.device("cpu")), "status": "failed", "error": "worker lost"}
+    assert executors.gather(results, fresh, rec) is rec
+    assert read_record(results, fresh.run_id)["status"] == "failed"
