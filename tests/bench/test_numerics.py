@@ -1,22 +1,43 @@
-"""FTZ/DAZ: a denormal operand reads as zero once segbench has started (bench/numerics.py)."""
+"""FTZ/DAZ (bench/numerics.py): a denormal operand reads as zero on every intra-op thread of
+a segbench process, because the flag is set before the first parallel region (threads
+created earlier keep the old setting: the control below shows half the work unflushed)."""
 
 import platform
+import subprocess
+import sys
 
 import pytest
-import torch
 
-from bench.cli import main
 from bench.numerics import flush_denormals
 
-DENORMAL = 1e-39  # below float32's smallest normal, 1.18e-38
+pytestmark = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
+                                reason="x86 FTZ/DAZ")
+
+PROBE = """
+import torch
+{setup}
+torch.set_num_threads(2)
+x = torch.full((4_000_000,), 1e-39)  # below float32's smallest normal, 1.18e-38
+{late}
+print(int((x * 1.0).count_nonzero()))
+"""
 
 
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 FTZ/DAZ")
-def test_denormal_operands_are_flushed_once_segbench_starts():
-    main(["list"])  # any command sets it first
-    assert flush_denormals() is True
-    x = torch.tensor([DENORMAL], dtype=torch.float32)
-    assert (x * 1.0).item() == 0.0  # DAZ: the denormal input is read as zero
+def _nonzero(setup: str = "", late: str = "") -> int:
+    out = subprocess.run([sys.executable, "-c", PROBE.format(setup=setup, late=late)],
+                         capture_output=True, text=True, timeout=120, check=True)
+    return int(out.stdout.split()[-1])
+
+
+def test_every_thread_of_a_segbench_process_flushes_denormals():
+    assert _nonzero() == 4_000_000  # the host's default keeps them
+    assert _nonzero(setup="from bench.cli import main; main(['list'])") == 0
+
+
+def test_set_after_the_pool_exists_misses_its_workers():
+    """Why segbench sets it first: the probe's control, flushed too late."""
+    late = "x * 1.0; torch.set_flush_denormal(True)"
+    assert 0 < _nonzero(late=late) < 4_000_000
 
 
 def test_every_run_records_it(make_spec, run_spec):
