@@ -66,7 +66,7 @@ for _b in (
            crop_size=96, eval_size=None, train_images=None, eval_images=None, latency_runs=50,
            latency_warmup=10, calibration_images=128),
     Budget("full", epochs=60, finetune_epochs=20, batch_size=16, lr=5e-4, finetune_lr_scale=0.1,
-           crop_size=256, eval_size=513, train_images=None, eval_images=None, latency_runs=100,
+           crop_size=256, eval_size=None, train_images=None, eval_images=None, latency_runs=100,
            latency_warmup=20, calibration_images=512),
 ):
     BUDGETS.add(_b.name, _b)
@@ -81,6 +81,9 @@ DATASET_BUDGETS: dict[tuple[str, str], dict[str, Any]] = {
                               finetune_epochs=8, calibration_images=64),
     # native 360x480, evaluated there (the paper protocol), recorded as such
     ("camvid", "full"): dict(eval_size=360),
+    # the DeepLab protocol's 513 for VOC; synthetic scenes are evaluated at their native
+    # 128x128 at every budget, and their records say so (they used to claim 513)
+    ("voc", "full"): dict(eval_size=513),
     ("cityscapes", "quick"): dict(work_size=256, eval_size=256, crop_size=256, scale_min=0.75,
                                   scale_max=1.5, batch_size=8, lr=5e-3),
     ("cityscapes", "full"): dict(eval_size=1024),

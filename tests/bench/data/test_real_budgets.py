@@ -16,7 +16,9 @@ from bench.train import class_weights, enet_class_weights, task_loss
 # moves them re-labels every finished synthetic run, so it must be deliberate
 SYNTHETIC_IDS = {("smoke", "enet", "none"): "0626b9e8bb0f00f7",
                  ("quick", "enet", "none"): "7f5639a43d2fa1f0",
-                 ("full", "enet", "none"): "d6e34ab737f61862"}
+                 # was d6e34ab737f61862 while synthetic `full` claimed an eval size of 513
+                 # it never evaluated at (synthetic scenes are scored at native 128x128)
+                 ("full", "enet", "none"): "6c3cde54fb678da0"}
 OLD_BUDGET_FIELDS = {"name", "epochs", "finetune_epochs", "batch_size", "lr",
                      "finetune_lr_scale", "crop_size", "eval_size", "train_images",
                      "eval_images", "latency_runs", "latency_warmup", "calibration_images"}
@@ -36,6 +38,12 @@ def test_synthetic_run_ids_are_what_they_were(key):
     assert set(ident["budget"]) == OLD_BUDGET_FIELDS
     assert set(ident["train"]) == OLD_TRAIN_FIELDS and "eval_split" not in ident
     assert spec.run_id == SYNTHETIC_IDS[key]
+
+
+def test_full_records_the_eval_size_each_dataset_is_scored_at():
+    sizes = {ds: _specs("--budget", "full", "--model", "enet", "--dataset", ds)[0]
+             .identity()["budget"]["eval_size"] for ds in ("synthetic", "voc", "camvid")}
+    assert sizes == {"synthetic": None, "voc": 513, "camvid": 360}
 
 
 def test_camvid_quick_is_its_own_recorded_budget_and_run_id():
@@ -58,7 +66,8 @@ def test_camvid_quick_is_its_own_recorded_budget_and_run_id():
 
 def test_camvid_full_records_the_native_size_it_evaluates_at():
     assert get_budget("full", dataset="camvid").eval_size == 360
-    assert get_budget("full").eval_size == 513  # synthetic and the rest: unchanged
+    assert get_budget("full", dataset="voc").eval_size == 513
+    assert get_budget("full").eval_size is None  # synthetic: native, as it is scored
 
 
 def test_enet_weights_follow_the_paper_formula():
