@@ -14,10 +14,10 @@ evaluation. They are applied when the budget is resolved, so they are in the res
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from bench.config import check_types
+from bench.config import NEW_FIELD, check_types, identity_fields
 from bench.registry import Registry, UnknownNameError
 
 
@@ -36,26 +36,22 @@ class Budget:
     latency_runs: int  # timed forward passes (median and IQR over these)
     latency_warmup: int
     calibration_images: int  # for post-training quantization
-    # -- added for real data; None = the behaviour before they existed, and a None field
-    # is left out of `to_dict` so that runs which do not use them keep their run ids
-    work_size: int | None = None  # short side images are resized to before training
-    scale_min: float | None = None  # random training scale range (None: 0.5 .. 2.0)
-    scale_max: float | None = None
+    # -- added for real data; None = the behaviour before they existed, left out of the
+    # run id at that default (bench.config.identity_fields)
+    # short side images are resized to before training
+    work_size: int | None = field(default=None, metadata=NEW_FIELD)
+    # random training scale range (None: 0.5 .. 2.0)
+    scale_min: float | None = field(default=None, metadata=NEW_FIELD)
+    scale_max: float | None = field(default=None, metadata=NEW_FIELD)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in OPTIONAL_FIELDS:
-            if d[k] is None:
-                del d[k]
-        return d
+        return identity_fields(self)
 
     @property
     def scale_range(self) -> tuple[float, float]:
         return (0.5 if self.scale_min is None else self.scale_min,
                 2.0 if self.scale_max is None else self.scale_max)
 
-
-OPTIONAL_FIELDS = ("work_size", "scale_min", "scale_max")
 
 BUDGETS: Registry[Budget] = Registry("budget")
 for _b in (

@@ -81,6 +81,20 @@ class Range:
         return ""
 
 
+# field metadata: a setting added after runs were recorded. `identity_fields` leaves it out
+# of the run id while it has its default, so those runs keep their ids and resume.
+NEW_FIELD = {"new_field": True}
+
+
+def identity_fields(obj: Any, names: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A config dataclass's fields (or those of `names`) as hashed into run ids, the one
+    rule for budgets, the training config and run specs: a `NEW_FIELD` counts only where
+    it differs from its default."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)
+            if (names is None or f.name in names)
+            and not (f.metadata.get("new_field") and getattr(obj, f.name) == f.default)}
+
+
 def setting(default: Any, *, ge: float | None = None, gt: float | None = None,
             le: float | None = None, lt: float | None = None, choices=None) -> Any:
     """A settings field with its default and its valid range (a list or dict default is

@@ -17,9 +17,8 @@ from typing import Any
 
 from bench import __version__
 from bench.budgets import Budget
+from bench.config import NEW_FIELD, identity_fields
 from bench.registry import UnknownNameError
-
-NEW_FIELD = {"new_field": True}
 
 
 @dataclass
@@ -56,10 +55,8 @@ class TrainConfig:
                                    f"{', '.join(CLASS_WEIGHTS)}")
 
     def identity(self) -> dict[str, Any]:
-        """The settings as hashed into run ids: a field added later (`NEW_FIELD`) counts
-        only when it differs from its default, so runs recorded before it keep their ids."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if not (f.metadata.get("new_field") and getattr(self, f.name) == f.default)}
+        """The settings as hashed into run ids (`identity_fields`)."""
+        return identity_fields(self)
 
 
 CLASS_WEIGHTS = ("enet", "none")
@@ -78,7 +75,7 @@ class RunSpec:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     # the split the run is scored on: val (default, left out of the identity) or test
-    eval_split: str = "val"
+    eval_split: str = field(default="val", metadata=NEW_FIELD)
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -92,7 +89,7 @@ class RunSpec:
             "seed": self.seed,
             "train": self.train.identity(),
             "code_version": __version__,
-        } | ({"eval_split": self.eval_split} if self.eval_split != "val" else {})
+        } | identity_fields(self, names=("eval_split",))
 
     @property
     def run_id(self) -> str:
