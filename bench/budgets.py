@@ -14,35 +14,43 @@ evaluation. They are applied when the budget is resolved, so they are in the res
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from bench.config import NEW_FIELD, check_types, identity_fields
+from bench.config import identity_fields, setting, validate
 from bench.registry import Registry, UnknownNameError
 
 
 @dataclass(frozen=True)
 class Budget:
+    """How much compute a run gets. Every field's type and range is declared here and
+    checked on creation (`--set budget.<field>=...` included): a bad value is a
+    ConfigError naming `budget.<field>` and what it admits."""
+
     name: str
-    epochs: int  # baseline training epochs
-    finetune_epochs: int  # epochs a method fine-tunes for after compressing
-    batch_size: int
-    lr: float  # base learning rate of the default optimizer, Adam (SGD: x sgd_lr_scale)
-    finetune_lr_scale: float  # fine-tuning starts at lr * this
-    crop_size: int  # training crop (square)
-    eval_size: int | None  # evaluation size (short side) for real datasets; None = native
-    train_images: int | None  # cap on training images (None = the whole split)
-    eval_images: int | None  # cap on validation/test images
-    latency_runs: int  # timed forward passes (median and IQR over these)
-    latency_warmup: int
-    calibration_images: int  # for post-training quantization
+    epochs: int = setting(ge=1)  # baseline training epochs
+    finetune_epochs: int = setting(ge=0)  # epochs a method fine-tunes for after compressing
+    batch_size: int = setting(ge=1)
+    # base learning rate of the default optimizer, Adam (SGD: x sgd_lr_scale)
+    lr: float = setting(gt=0)
+    finetune_lr_scale: float = setting(gt=0)  # fine-tuning starts at lr * this
+    crop_size: int = setting(ge=8)  # training crop (square)
+    # evaluation size (short side) for real datasets; None = native
+    eval_size: int | None = setting(ge=8)
+    train_images: int | None = setting(ge=1)  # cap on training images (None = the whole split)
+    eval_images: int | None = setting(ge=1)  # cap on validation/test images
+    latency_runs: int = setting(ge=1)  # timed forward passes (median and IQR over these)
+    latency_warmup: int = setting(ge=0)
+    calibration_images: int = setting(ge=1)  # for post-training quantization
     # -- added for real data; None = the behaviour before they existed, left out of the
     # run id at that default (bench.config.identity_fields)
-    # short side images are resized to before training
-    work_size: int | None = field(default=None, metadata=NEW_FIELD)
+    work_size: int | None = setting(None, ge=8, new=True)  # short side images are resized to
     # random training scale range (None: 0.5 .. 2.0)
-    scale_min: float | None = field(default=None, metadata=NEW_FIELD)
-    scale_max: float | None = field(default=None, metadata=NEW_FIELD)
+    scale_min: float | None = setting(None, gt=0, new=True)
+    scale_max: float | None = setting(None, gt=0, new=True)
+
+    def __post_init__(self) -> None:
+        validate(self, "budget.")
 
     def to_dict(self) -> dict[str, Any]:
         return identity_fields(self)
@@ -104,8 +112,7 @@ def get_budget(name: str, overrides: dict[str, Any] | None = None,
             raise UnknownNameError(
                 f"unknown budget field(s) {', '.join(bad)}; valid: {', '.join(sorted(valid))}"
             )
-        check_types(Budget, overrides, "budget.")
-        budget = replace(budget, **overrides)
+        budget = replace(budget, **overrides)  # checked on creation
     return budget
 
 

@@ -55,8 +55,7 @@ def build_specs(args) -> list:
         raise UsageError(f"unknown eval_split {eval_split!r}; valid: {', '.join(EVAL_SPLITS)}")
     DATASETS.get(args.dataset)
     budget = get_budget(args.budget, budget_o, dataset=args.dataset)
-    train = train_config({**train_defaults(args.dataset), **train_o})
-    _refuse(validate.budget_problem(budget), validate.train_problem(train))
+    train = train_config({**train_defaults(args.dataset), **train_o})  # both checked on creation
     names = [m.strip() for m in (args.model or "").split(",") if m.strip()]
     names = names or cpu_default_models()
     for n in names:

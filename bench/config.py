@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -61,6 +62,8 @@ class Range:
             return v in self.choices
         if not isinstance(v, (int, float)):
             return True
+        if not math.isfinite(v):  # NaN compares false with every bound
+            return False
         return not ((self.ge is not None and v < self.ge) or (self.gt is not None and v <= self.gt)
                     or (self.le is not None and v > self.le)
                     or (self.lt is not None and v >= self.lt))
@@ -95,11 +98,15 @@ def identity_fields(obj: Any, names: tuple[str, ...] | None = None) -> dict[str,
             and not (f.metadata.get("new_field") and getattr(obj, f.name) == f.default)}
 
 
-def setting(default: Any, *, ge: float | None = None, gt: float | None = None,
-            le: float | None = None, lt: float | None = None, choices=None) -> Any:
-    """A settings field with its default and its valid range (a list or dict default is
-    copied per instance)."""
-    meta = {"range": Range(ge, gt, le, lt, tuple(choices) if choices is not None else None)}
+def setting(default: Any = dataclasses.MISSING, *, ge: float | None = None,
+            gt: float | None = None, le: float | None = None, lt: float | None = None,
+            choices=None, new: bool = False) -> Any:
+    """A settings field with its default (none: a required field) and its valid range (a
+    list or dict default is copied per instance); `new` marks a NEW_FIELD."""
+    meta = {"range": Range(ge, gt, le, lt, tuple(choices) if choices is not None else None),
+            **(NEW_FIELD if new else {})}
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=meta)
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -170,25 +177,15 @@ def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def validate(config: Any) -> None:
+def validate(config: Any, prefix: str = "") -> None:
     """Raise ConfigError on the first field whose value does not fit its annotation or
-    its declared range."""
+    its declared range (`prefix` names where it is set: "budget.", "train.")."""
     hints = field_types(type(config))
     for f in dataclasses.fields(config):
         v, tp = getattr(config, f.name), hints.get(f.name, Any)
         rng = f.metadata.get("range")
         if not matches(v, tp) or (rng is not None and v is not None and not rng.admits(v)):
-            raise ConfigError(f.name, v, describe_field(f, tp))
-
-
-def check_types(cls: type, overrides: dict[str, Any], prefix: str = "") -> None:
-    """ConfigError for the first override whose value does not fit the annotation of
-    the dataclass field it sets (for `--set budget.*` and `train.*`, whose dataclasses
-    are not Settings)."""
-    hints = field_types(cls)
-    for k, v in overrides.items():
-        if k in hints and not matches(v, hints[k]):
-            raise ConfigError(prefix + k, v, type_words(hints[k]))
+            raise ConfigError(prefix + f.name, v, describe_field(f, tp))
 
 
 @dataclass

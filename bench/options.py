@@ -10,7 +10,6 @@ import dataclasses
 import json
 from typing import Any
 
-from bench.config import check_types
 from bench.layout import USER_RESULTS
 from bench.registry import UnknownNameError
 
@@ -60,10 +59,7 @@ def train_config(overrides: dict[str, Any]):
     if bad:
         raise UnknownNameError(f"unknown train setting(s) {', '.join(bad)}; valid: "
                                f"{', '.join(sorted(valid))}")
-    check_types(TrainConfig, overrides, "train.")
-    train = TrainConfig(**overrides)
-    train.validate()
-    return train
+    return TrainConfig(**overrides)  # checked on creation
 
 
 def device(name: str):

@@ -17,49 +17,40 @@ from typing import Any
 
 from bench import __version__
 from bench.budgets import Budget
-from bench.config import NEW_FIELD, identity_fields
+from bench.config import NEW_FIELD, identity_fields, setting, validate
 from bench.registry import UnknownNameError
+
+CLASS_WEIGHTS = ("enet", "none")
 
 
 @dataclass
 class TrainConfig:
-    """The shared training loop's settings (`--set train.<field>=...`)."""
+    """The shared training loop's settings (`--set train.<field>=...`), each field's type
+    and range declared here and checked on creation (a ConfigError naming `train.<field>`)."""
 
-    optimizer: str = "adam"  # adam | sgd
-    momentum: float = 0.9  # SGD only
-    weight_decay: float = 1e-4
-    sgd_lr_scale: float = 50.0  # SGD's lr = the budget's (Adam) lr * this
-    loss: str = "ce"  # ce | iou | ce+iou
-    poly_power: float = 0.9
+    optimizer: str = setting("adam", choices=("adam", "sgd"))
+    momentum: float = setting(0.9, ge=0.0, lt=1.0)  # SGD only
+    weight_decay: float = setting(1e-4, ge=0.0)
+    sgd_lr_scale: float = setting(50.0, gt=0.0)  # SGD's lr = the budget's (Adam) lr * this
+    loss: str = setting("ce", choices=("ce", "iou", "ce+iou"))
+    poly_power: float = setting(0.9, ge=0.0)
     amp: bool = True  # fp16 mixed precision, on CUDA only, when precision is fp32
     # forward-pass number format and layout (bench/precision.py); added after runs were
     # recorded, so left out of the run id at their defaults (`identity`)
-    precision: str = field(default="fp32", metadata=NEW_FIELD)  # fp32 | bf16
-    channels_last: bool = field(default=False, metadata=NEW_FIELD)
+    precision: str = setting("fp32", choices=("fp32", "bf16"), new=True)
+    channels_last: bool = setting(False, new=True)
     # per-class cross-entropy weights: none, or enet (w_c = 1 / ln(1.02 + p_c), Paszke et
     # al. 2016, p_c from the training labels at the training resolution)
-    class_weights: str = field(default="none", metadata=NEW_FIELD)
+    class_weights: str = setting("none", choices=CLASS_WEIGHTS, new=True)
 
-    def validate(self) -> None:
-        if self.optimizer not in ("sgd", "adam"):
-            raise UnknownNameError(f"unknown optimizer {self.optimizer!r}; valid: adam, sgd")
-        if self.loss not in ("ce", "iou", "ce+iou"):
-            raise UnknownNameError(f"unknown loss {self.loss!r}; valid: ce, ce+iou, iou")
-        if self.precision not in ("fp32", "bf16"):
-            raise UnknownNameError(f"unknown precision {self.precision!r}; valid: bf16, fp32")
-        if not isinstance(self.channels_last, bool):
-            raise UnknownNameError(f"channels_last must be true or false, got "
-                                   f"{self.channels_last!r}")
-        if self.class_weights not in CLASS_WEIGHTS:
-            raise UnknownNameError(f"unknown class_weights {self.class_weights!r}; valid: "
-                                   f"{', '.join(CLASS_WEIGHTS)}")
+    def __post_init__(self) -> None:
+        validate(self, "train.")
 
     def identity(self) -> dict[str, Any]:
         """The settings as hashed into run ids (`identity_fields`)."""
         return identity_fields(self)
 
 
-CLASS_WEIGHTS = ("enet", "none")
 EVAL_SPLITS = ("val", "test")
 
 

@@ -2,66 +2,16 @@
 first second with one line naming it (exit 2), not an hour into a grid or as a traceback.
 
 Each function returns the problem as a sentence, or None; `bench.cli` turns a problem
-into a usage error. Method configs are checked by their plugins (`bench.method`).
+into a usage error. Settings (budgets, the training config, methods' configs) check
+themselves when created (`bench.config`); what is here needs more than one field's type.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import re
 import tempfile
 from pathlib import Path
 from typing import Any
-
-from bench.budgets import Budget
-
-# Budget fields and their lower bounds; None allowed where the field documents it
-_BUDGET_INTS = {"epochs": 1, "finetune_epochs": 0, "batch_size": 1, "crop_size": 8,
-                "latency_runs": 1, "latency_warmup": 0, "calibration_images": 1}
-_BUDGET_OPTIONAL_INTS = {"eval_size": 8, "train_images": 1, "eval_images": 1}
-_BUDGET_POSITIVE_FLOATS = ("lr", "finetune_lr_scale")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def budget_problem(b: Budget) -> str | None:
-    """An out-of-range budget field (`--set budget.<field>=...`), or None."""
-    for name, lo in _BUDGET_INTS.items():
-        v = getattr(b, name)
-        if not _is_int(v) or v < lo:
-            return f"budget.{name} must be an integer >= {lo}, got {v!r}"
-    for name, lo in _BUDGET_OPTIONAL_INTS.items():
-        v = getattr(b, name)
-        if v is not None and (not _is_int(v) or v < lo):
-            return f"budget.{name} must be null or an integer >= {lo}, got {v!r}"
-    for name in _BUDGET_POSITIVE_FLOATS:
-        v = getattr(b, name)
-        if not _is_finite(v) or v <= 0:
-            return f"budget.{name} must be a finite number > 0, got {v!r}"
-    return None
-
-
-def train_problem(cfg: Any) -> str | None:
-    """An out-of-range training setting (`--set train.<field>=...`), or None."""
-    ranges = {"momentum": (0.0, 1.0, False), "weight_decay": (0.0, None, True),
-              "sgd_lr_scale": (0.0, None, False), "poly_power": (0.0, None, True)}
-    for f in dataclasses.fields(cfg):
-        v = getattr(cfg, f.name)
-        if f.name in ranges:
-            lo, hi, lo_ok = ranges[f.name]
-            if not _is_finite(v) or v < lo or (v == lo and not lo_ok) or (hi and v >= hi):
-                want = f"in [{lo}, {hi})" if hi else f"{'>=' if lo_ok else '>'} {lo}"
-                return f"train.{f.name} must be a finite number {want}, got {v!r}"
-        elif f.name == "amp" and not isinstance(v, bool):
-            return f"train.amp must be true or false, got {v!r}"
-    return None
 
 
 def model_kwargs_problem(name: str, kwargs: dict[str, Any], num_classes: int) -> str | None:

@@ -42,14 +42,10 @@ def options_from_args(args) -> Options:
     DATASETS.get(opts.dataset)
     if opts.real_dataset:
         DATASETS.get(opts.real_dataset)
-    from bench import validate
-
-    # unknown budget fields fail here, by name; out-of-range values too
-    problem = validate.budget_problem(get_budget(opts.budget, opts.budget_sets))
-    train = train_config(opts.train_sets)
-    problem = problem or validate.train_problem(train)
-    if problem:
-        raise UsageError(problem)
+    # unknown fields fail here, by name; out-of-range values too (ConfigError, checked
+    # when the budget and training config are created)
+    get_budget(opts.budget, opts.budget_sets)
+    train_config(opts.train_sets)
     opts.device = device(args.device)
     opts.revision = git_revision()
     return opts

@@ -78,8 +78,7 @@ def resolve(table: Table, row: Row, run: Run, opts: Options) -> RunSpec:
                          f"variants; a table cell needs exactly one")
     v = variants[0]
     train = TrainConfig(**{**train_defaults(opts.dataset), **opts.train_sets,
-                           **dict(run.train)})
-    train.validate()
+                           **dict(run.train)})  # checked on creation
     return RunSpec(model=row.model, method=v.spec, label=v.label, stages=v.resolved(),
                    dataset=opts.dataset, budget=table_budget(table, opts), seed=opts.seed,
                    model_kwargs=dict(row.model_kwargs), train=train)

@@ -14,7 +14,7 @@ from bench.cli import main
         (["run", "--method", "none", "--dataset", "mnist"], "unknown dataset 'mnist'; valid"),
         (["run", "--method", "none", "--budget", "huge"], "unknown budget 'huge'; valid"),
         (["run", "--method", "none", "--set", "train.optimizer=rmsprop"],
-         "unknown optimizer 'rmsprop'"),
+         "bad setting train.optimizer='rmsprop'; valid: one of adam, sgd"),
         (["run", "--method", "none", "--set", "budget.nope=1"], "unknown budget field"),
         (["run", "--method", "none", "--set", "noequals"], "--set expects key=value"),
         (["run", "--method", "none", "--set", "budget.epochs=abc"],

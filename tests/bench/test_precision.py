@@ -40,7 +40,7 @@ def test_bad_precision_exits_2_naming_the_choices(capsys):
     rc = main(["run", "--method", "none", "--model", "enet", "--set", "train.precision=fp8",
                "--dry-run"])
     assert rc == 2
-    assert "valid: bf16, fp32" in capsys.readouterr().err
+    assert "bad setting train.precision='fp8'; valid: one of fp32, bf16" in capsys.readouterr().err
 
 
 @pytest.mark.filterwarnings("ignore:.*CUDA is not available")

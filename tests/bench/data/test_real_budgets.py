@@ -89,7 +89,7 @@ def test_class_weights_change_the_loss_and_need_pixel_counts():
         class_weights(cfg, [1, 2, 3])
     assert class_weights(TrainConfig(), [1, 2, 3]) is None
     with pytest.raises(UnknownNameError, match="enet, none"):
-        TrainConfig(class_weights="median").validate()
+        TrainConfig(class_weights="median")
 
 
 def test_enet_weighting_trains_on_the_synthetic_set_and_is_in_the_id(make_spec, run_spec):

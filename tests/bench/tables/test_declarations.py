@@ -71,7 +71,7 @@ def test_list_prints_every_id(capsys):
     (["tables", "--table", "nope"], "unknown table 'nope'; valid choices: dlv3p-r50-blocks"),
     (["tables", "--set", "colour=red"], "--set colour: not a tables setting; valid:"),
     (["tables", "--set", "budget.nope=1"], "unknown budget field"),
-    (["tables", "--set", "train.loss=l2"], "unknown loss 'l2'"),
+    (["tables", "--set", "train.loss=l2"], "bad setting train.loss='l2'; valid: one of ce"),
     (["tables", "--set", "real_dataset=mnist"], "unknown dataset 'mnist'"),
 ])
 def test_bad_options_exit_2_with_one_line(args, needle, capsys, tmp_path):
