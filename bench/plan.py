@@ -131,8 +131,14 @@ def make_plan(specs: list[RunSpec], results: Path) -> list[PlannedRun]:
                 def static_of(model, kwargs, size, _c=classes):
                     return static_metrics(model, dict(kwargs), _c, size, static_dir)
 
-                e = estimate(spec, results, classes, static_of, planned_baselines)
-                seconds, trains, source = e.seconds, e.trains_baseline, "estimate"
+                try:
+                    e = estimate(spec, results, classes, static_of, planned_baselines)
+                except Exception as err:  # e.g. a model that cannot be built: it will fail
+                    seconds, source = 0.0, f"unknown ({type(err).__name__}: {str(err)[:60]})"
+                else:
+                    seconds, trains = e.seconds, e.trains_baseline
+                    # real data without an image cap: counts guessed, so a lower bound
+                    source = "estimate" if e.exact else "estimate (at least)"
             out.append(PlannedRun(spec, wave_name, state, seconds, source, trains))
     return out
 
@@ -165,7 +171,9 @@ def summary(plan: list[PlannedRun]) -> str:
             f"({torch.get_num_threads()} threads; {where})")
 
 
-def render(plan: list[PlannedRun]) -> str:
+def render(plan: list[PlannedRun], needed_by: dict[str, str] | None = None) -> str:
+    """The plan as a table and its summary line; `needed_by` (run id -> what asks for the
+    run, e.g. the tables of `bench tables --dry-run`) adds a first column."""
     from tabulate import tabulate
 
     from bench.method import stages_from_record
@@ -176,12 +184,14 @@ def render(plan: list[PlannedRun]) -> str:
         cfg = "; ".join(x for x in (st.method.describe() for st in stages_from_record(s.stages))
                         if x)
         kw = ",".join(f"{k}={v}" for k, v in s.model_kwargs.items())
-        est = "–" if p.state == DONE else duration(p.seconds) + (
-            " +train" if p.trains_baseline else "")
-        rows.append([p.wave, s.model + (f"({kw})" if kw else ""), s.label, cfg, s.seed,
-                     s.run_id, p.state, est, p.source])
-    table = tabulate(rows, headers=["wave", "model", "method", "config", "seed", "run id",
-                                    "state", "est. time", "from"],
+        est = "–" if p.state == DONE else "?" if p.source.startswith("unknown") else (
+            duration(p.seconds) + (" +train" if p.trains_baseline else ""))
+        row = [p.wave, s.model + (f"({kw})" if kw else ""), s.label, cfg, s.seed,
+               s.run_id, p.state, est, p.source]
+        rows.append(row if needed_by is None else [needed_by.get(s.run_id, "(baseline)"), *row])
+    headers = ["wave", "model", "method", "config", "seed", "run id", "state", "est. time",
+               "from"]
+    table = tabulate(rows, headers=headers if needed_by is None else ["needed by", *headers],
                      tablefmt="github", disable_numparse=True)
     return table + "\n\n" + summary(plan)
 

@@ -69,14 +69,11 @@ def print_list() -> None:
 
 
 def dry_run(tables: list, opts: Options) -> None:
-    """Print each missing run (once, with the tables that need it) and its estimated cost;
+    """The runs the tables need, planned as `bench run --dry-run` plans a grid (the same
+    table, states and estimates: bench/plan.py) with the tables that need each run;
     declarations that do not resolve are listed too. Runs nothing."""
-    from tabulate import tabulate
-
-    from bench.method import stages_from_record
-    from bench.records import is_done, read_record
+    from bench.plan import make_plan, render
     from bench.tables import engine
-    from bench.tables.estimate import estimate
 
     needed: dict[str, tuple[Any, list[str]]] = {}
     broken = []
@@ -88,40 +85,14 @@ def dry_run(tables: list, opts: Options) -> None:
             entry = needed.setdefault(p.spec.run_id, (p.spec, []))
             if t.id not in entry[1]:
                 entry[1].append(t.id)
-    rows, total, planned_baselines = [], 0.0, set()
-    static_of = engine.static_of(opts)
-    for run_id, (spec, ids) in needed.items():
-        rec = read_record(opts.results, run_id)
-        if is_done(rec, opts.results):
-            continue
-        try:
-            e = estimate(spec, opts.results, engine.num_classes(opts), static_of,
-                         planned_baselines)
-        except Exception as err:  # e.g. a model that cannot be built: the run will fail
-            cost = f"unknown ({type(err).__name__}: {str(err)[:60]})"
-        else:
-            total += e.seconds
-            cost = (("≈" if e.exact else "≥") + _duration(e.seconds)
-                    + (" +baseline" if e.trains_baseline else ""))
-        cfg = "; ".join(x for x in (s.method.describe() for s in stages_from_record(spec.stages))
-                        if x)
-        kw = ",".join(f"{k}={v}" for k, v in spec.model_kwargs.items())
-        rows.append([",".join(ids), spec.model + (f"({kw})" if kw else ""), spec.label, cfg,
-                     run_id, "retry (failed)" if rec else "new", cost])
-    print(f"{len(rows)} missing runs for {len(tables)} tables, dataset {opts.dataset}, "
-          f"budget {opts.budget}; estimated {_duration(total)} on this machine "
-          f"({torch.get_num_threads()} threads)")
-    if rows:
-        print(tabulate(rows, headers=["tables", "model", "method", "config", "run id", "state",
-                                      "est. cost"], tablefmt="github", disable_numparse=True))
+    plan = make_plan([spec for spec, _ in needed.values()], opts.results)
+    print(f"{len(tables)} tables, dataset {opts.dataset}, budget {opts.budget}:")
+    print(render(plan, {run_id: ",".join(ids) for run_id, (_, ids) in needed.items()}))
     if broken:
         print(f"\n{len(broken)} cells whose declaration does not resolve (shown as missing):")
         for tid, model, col, err in broken:
             print(f"  {tid} / {model} / {col}: {err}")
 
-
-def _duration(s: float) -> str:
-    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
 def run_command(args) -> int:

@@ -89,8 +89,12 @@ def test_dry_run_lists_missing_runs_with_cost_and_runs_nothing(tmp_path, capsys)
 
     dry_run([FAKE], _opts(tmp_path / "res"))
     out = capsys.readouterr().out
-    assert out.startswith("4 missing runs for 1 tables")
-    assert re.search(r"≈\d+ s \+baseline", out)  # the enet baseline is trained first
+    assert out.startswith("1 tables, dataset synthetic")
+    # planned as `bench run --dry-run` plans: baselines first, each run with its tables
+    assert "| needed by" in out and "| fake " in out
+    assert "4 runs, 0 done, 4 new (2 baselines to train)" in out
+    assert "unknown (TypeError" in out  # a model that cannot be built: cost unknown
+    assert re.search(r"\d+(\.\d)? (s|min) \+train", out)  # the enet baseline is trained first
     assert "no_such_method" in out  # the declaration that does not resolve is named
     assert not (tmp_path / "res" / "runs").exists()
 
