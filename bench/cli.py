@@ -305,7 +305,9 @@ def make_parser() -> argparse.ArgumentParser:
     add_results_option(pl)
     pl.add_argument("--model", default="", help="comma list (default: every model with runs)")
     pl.add_argument("--kind", default="", help="comma list of figure kinds (default: all of "
-                    "pareto, sparsity, attention, predictions, sensitivity)")
+                    "pareto, sparsity, attention, predictions, confusion, sensitivity)")
+    pl.add_argument("--data-root", default=None,
+                    help="a real dataset's root here (default: the root each run recorded)")
     _reference_flag(pl)
     pl.set_defaults(fn=cmd_plots)
 

@@ -36,10 +36,11 @@ def scores(conf: torch.Tensor) -> dict:
 
 
 @torch.no_grad()
-def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], batches: Iterable,
-             num_classes: int, ignore_index: int, device: torch.device,
-             progress: Callable | None = None) -> dict:
-    """Run `predict` (images -> logits) over `batches` of (images, targets)."""
+def confusion(predict: Callable[[torch.Tensor], torch.Tensor], batches: Iterable,
+              num_classes: int, ignore_index: int, device: torch.device,
+              progress: Callable | None = None) -> torch.Tensor:
+    """The (true class x predicted class) pixel counts of `predict` (images -> logits) over
+    `batches` of (images, targets)."""
     conf = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     it = progress(batches) if progress else batches
     for images, targets in it:
@@ -51,4 +52,11 @@ def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], batches: Iterable,
                 f"{tuple(targets.shape[-2:])}; models must return full-resolution logits"
             )
         update_confusion(conf, logits.argmax(1), targets, ignore_index)
-    return scores(conf)
+    return conf
+
+
+def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], batches: Iterable,
+             num_classes: int, ignore_index: int, device: torch.device,
+             progress: Callable | None = None) -> dict:
+    """Run `predict` (images -> logits) over `batches` of (images, targets)."""
+    return scores(confusion(predict, batches, num_classes, ignore_index, device, progress))

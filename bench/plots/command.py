@@ -7,7 +7,7 @@ import sys
 import traceback
 from pathlib import Path
 
-KINDS = ("pareto", "sparsity", "attention", "predictions", "sensitivity")
+KINDS = ("pareto", "sparsity", "attention", "predictions", "confusion", "sensitivity")
 
 
 def _names(text: str | None) -> list[str]:
@@ -40,6 +40,10 @@ def run_command(args) -> int:
               + (f" for {', '.join(models)}" if models else "")
               + "; run `make bench` or `make tables` first", file=sys.stderr)
         return 1
+    if getattr(args, "data_root", None):
+        from bench.plots import loading
+
+        loading.DATA_ROOT = Path(args.data_root)
     setup()
     out_dir = results / "plots"
     written, failed = [], []

@@ -14,13 +14,25 @@ from torch import nn
 
 from bench.plots.records import artifact_path
 
+# `plots --data-root`: where a real dataset is on this machine (else the run's recorded root)
+DATA_ROOT: Path | None = None
+
+
+def data_root(rec: dict[str, Any]) -> Path | None:
+    """The real dataset's root for a run's figures: `--data-root`, else the root the run
+    recorded if it still exists here; None for synthetic data."""
+    if DATA_ROOT is not None:
+        return DATA_ROOT
+    recorded = (rec.get("data_root") or {}).get("resolved")
+    return Path(recorded) if recorded and Path(recorded).is_dir() else None
+
 
 def run_context(rec: dict[str, Any], results: Path):
     from bench.context import RunContext
     from bench.spec import spec_from_dict
 
     return RunContext(spec_from_dict(rec["config"]), device=torch.device("cpu"),
-                      results=Path(results))
+                      results=Path(results), data_root=data_root(rec))
 
 
 def reloaded(rec: dict[str, Any], results: Path, ctx=None) -> tuple[nn.Module, Callable]:

@@ -39,8 +39,8 @@ def results(tmp_path_factory):
     return results
 
 
-def _args(results, model="", kind=""):
-    return argparse.Namespace(results=str(results), model=model, kind=kind)
+def _args(results, model="", kind="", data_root=None):
+    return argparse.Namespace(results=str(results), model=model, kind=kind, data_root=data_root)
 
 
 def test_pareto_front_keeps_only_undominated_points():
@@ -57,7 +57,8 @@ def test_every_figure_kind_is_drawn(results, monkeypatch):
     out = results / "plots"
     names = sorted(p.name for p in out.glob("*.png"))
     prefixes = {n.split("-")[0] for n in names}
-    assert prefixes == {"pareto", "sparsity", "attention", "predictions", "sensitivity"}
+    assert prefixes == {"pareto", "sparsity", "attention", "predictions", "confusion",
+                        "sensitivity"}
     # one attention figure per pipeline: `cheapconv+at` is not folded into `at`'s
     attention = [n for n in names if n.startswith("attention-")]
     assert len(attention) == 2
@@ -100,3 +101,36 @@ def test_pareto_markers_tell_method_families_apart():
     assert family_marker("prune_unstructured") != family_marker("kmeans")
     assert family_marker("cheapconv+at") == family_marker("cheapconv") != family_marker("at")
     assert family_marker("deep_compression") == family_marker("no_such_plugin") == "h"
+
+
+def test_confusion_figure_is_the_recorded_evaluation(results):
+    """The matrix the figure draws, recomputed from the reloaded artifact, scores exactly
+    the mIoU the run recorded; rows are normalised per true class."""
+    from bench.evaluate import scores
+    from bench.plots import confusion, loading
+    from bench.plots import records as R
+
+    recs = R.ok_records(results, ["enet"])
+    base, worst = confusion.pick_runs(recs)
+    assert base["method"] == "none" and worst["metrics"]["miou"] < base["metrics"]["miou"]
+    assert worst["metrics"]["miou"] == min(r["metrics"]["miou"] for r in recs)
+    ctx = loading.run_context(base, results)
+    _, predict = loading.reloaded(base, results, ctx)
+    conf = confusion.confusion(predict, ctx.eval_batches("val"), ctx.num_classes,
+                               ctx.ignore_index, torch.device("cpu"))
+    assert scores(conf)["miou"] == base["metrics"]["miou"]
+    m, names = confusion.row_normalised(base, results)
+    assert len(names) == ctx.num_classes
+    present = conf.sum(1) > 0
+    assert torch.allclose(m.sum(1)[present], torch.ones(int(present.sum()), dtype=m.dtype))
+
+
+def test_figures_find_a_real_dataset_where_the_run_recorded_it(tmp_path, monkeypatch):
+    from bench.plots import loading
+
+    rec = {"data_root": {"given": "x", "resolved": str(tmp_path)}}
+    assert loading.data_root(rec) == tmp_path
+    assert loading.data_root({"data_root": {"resolved": str(tmp_path / "gone")}}) is None
+    assert loading.data_root({}) is None  # synthetic
+    monkeypatch.setattr(loading, "DATA_ROOT", tmp_path / "here")  # `plots --data-root`
+    assert loading.data_root(rec) == tmp_path / "here"
