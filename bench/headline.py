@@ -14,6 +14,9 @@ from typing import Any
 
 HEADLINE: dict[str, tuple[str, list[dict[str, Any]] | None]] = {
     "none": ("none", [{}]),
+    # methods/finetune.py: the baseline fine-tuned as the compressing rows are, nothing
+    # compressed; what the fine-tuned rows' ΔmIoU is read against
+    "control": ("finetune", [{}]),
     # docs/pruning.md: "Structured pruning is the one that shrinks MAdds"; half the
     # channels is the setting it discusses, and the one row whose latency can improve
     "prune": ("prune_structured", [{"ratio": 0.5}]),

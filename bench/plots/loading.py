@@ -66,10 +66,12 @@ def cached_baseline(rec: dict[str, Any], results: Path, name: str,
 
 
 def val_images(ctx, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first `n` validation images (eval transform) and their labels: fixed images, the
-    same for every run of a dataset."""
+    """`n` validation images spread evenly over the split (eval transform) and their labels:
+    fixed images, the same for every run of a dataset (real splits are video sequences,
+    where neighbouring images are near copies of each other)."""
     ds = ctx.dataset("val")
-    items = [ds[i] for i in range(min(n, len(ds)))]
+    k = min(n, len(ds))
+    items = [ds[i * len(ds) // k] for i in range(k)]
     return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
 
 
