@@ -25,6 +25,9 @@ HEADLINE: dict[str, tuple[str, list[dict[str, Any]] | None]] = {
     # +0.1; `deep_compression` (U-Net-small 14.2x) costs 3.5x its time and stays in `all`
     "weight_sharing": ("kmeans", [{}]),
     "storage": ("fp16", [{}]),
+    # docs/factorize.md: spatial/channel SVD at 2x fewer MAdds, the operating point
+    # issue 20 asks for (mIoU loss and paired speedup at a 2x MAdds reduction)
+    "factorize": ("lowrank", [{"ratio": 0.5}]),
     "coding": ("huffman", [{}]),
     # docs/distillation.md: the cheap student, trained from scratch
     "cheapconv": ("cheapconv", [{}]),
