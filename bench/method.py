@@ -66,6 +66,7 @@ from torch import nn
 
 from bench.artifact import EncodedTensor
 from bench.config import ConfigError, Settings
+from bench.config import identity as config_identity
 from bench.headline import HEADLINE
 from bench.registry import Registry, UnknownNameError
 
@@ -279,6 +280,12 @@ class Stage:
         c = self.method.config
         return dataclasses.asdict(c) if dataclasses.is_dataclass(c) else {}
 
+    def identity(self) -> dict[str, Any]:
+        """The config as the run id hashes it: settings added later (`setting(...,
+        new=True)`) only when they differ from their default."""
+        c = self.method.config
+        return config_identity(c) if dataclasses.is_dataclass(c) else {}
+
 
 @dataclass
 class Variant:
@@ -296,7 +303,7 @@ class Variant:
         return out
 
     def resolved(self) -> list[dict[str, Any]]:
-        return [{"method": s.name, "version": s.method.version, "config": s.config_dict()}
+        return [{"method": s.name, "version": s.method.version, "config": s.identity()}
                 for s in self.stages()]
 
     def describe(self) -> str:

@@ -97,7 +97,7 @@ def _runs(model: nn.Module, sizes) -> Exception | None:
 class LowRankFactorization(Method):
     version = 1
     # MAdds removed: 1.5x, 2x and 3x fewer
-    sweep = [{"ratio": 0.33}, {"ratio": 0.5}, {"ratio": 0.67}]
+    sweep = [{"ratio": 0.33}, {"ratio": 0.5}, {"ratio": 0.67}]  # explicit: labelled
 
     @dataclass
     class Config(Settings):
@@ -116,8 +116,14 @@ class LowRankFactorization(Method):
             if self.ratio is not None and self.energy is not None:
                 raise ConfigError("energy", self.energy,
                                   "null when ratio is set (one target: ratio or energy)")
-            if self.ratio is None and self.energy is None:
-                self.ratio = DEFAULT_RATIO
+
+        @property
+        def target_ratio(self) -> float | None:
+            """The MAdds fraction to remove: `ratio`, 0.5 when neither target is given,
+            None when `energy` decides the ranks."""
+            if self.energy is not None:
+                return None
+            return self.ratio if self.ratio is not None else DEFAULT_RATIO
 
     def __init__(self, config: Config | None = None):
         super().__init__(config)
@@ -150,12 +156,12 @@ class LowRankFactorization(Method):
         if c.energy is not None:
             plan, target = plan_for_energy(layers, c.energy, other), None
         else:
-            target = int((1.0 - c.ratio) * before)
+            target = int((1.0 - c.target_ratio) * before)
             plan = plan_for_madds(layers, target, other)
             if plan is None:
                 floor = plan_for_energy(layers, 0.0, other).madds
                 raise NotApplicable(
-                    f"lowrank: ratio={c.ratio} asks for {target} MAdds, but rank 1 in every "
+                    f"lowrank: ratio={c.target_ratio} asks for {target} MAdds, but rank 1 in every "
                     f"factorisable layer of {ctx.spec.model} still leaves {floor} (at most "
                     f"{1 - floor / before:.2f} of {before} can go)")
         if not plan.ranks:
@@ -227,6 +233,6 @@ class LowRankFactorization(Method):
 
     def describe(self) -> str:
         c = self.config
-        target = f"energy={c.energy}" if c.energy is not None else f"ratio={c.ratio}"
+        target = f"energy={c.energy}" if c.energy is not None else f"ratio={c.target_ratio}"
         return target + (f",{c.kxk}" if c.kxk != "spatial" else "")
 

@@ -132,8 +132,8 @@ def test_artifact_stores_the_factors_and_decodes_to_the_same_outputs(make_ctx, t
 
 
 def test_ratio_and_energy_are_one_target():
-    assert _stage().method.config.ratio == 0.5  # the default target
-    assert _stage(energy=0.9).method.config.ratio is None
+    assert _stage().method.config.target_ratio == 0.5  # the default target
+    assert _stage(energy=0.9).method.config.target_ratio is None
     with pytest.raises(ConfigError, match="null when ratio is set"):
         _stage(ratio=0.5, energy=0.9)
     assert _stage(energy=0.9, kxk="channel").method.describe() == "energy=0.9,channel"
