@@ -40,13 +40,15 @@ The contract:
   field, the value and what is valid; every command prints it as one line and exits 2.
   `register_method` refuses a Config that is not such a dataclass.
 * **Identity.** `version` is part of every run id: bump it when a change alters results.
+  A setting added after runs were recorded is declared `setting(..., new=True)`: left
+  out of the run id at its default, so those runs keep their ids.
 * **Errors during a run.** `NotApplicable`: the configured method asks for something this
   model lacks (recorded, not retried). Any other exception fails the run with its reason.
 
 Plugins live in `methods/` (one module each, found by the loader) or in another package
 that names its modules in the `segbench.methods` entry-point group. Building blocks live
-in subpackages of `methods/` (codecs, quant, onnx, pruning, distill), which register no
-method.
+in subpackages of `methods/` (codecs, quant, onnx, pruning, distill, factorize), which
+register no method.
 """
 
 from __future__ import annotations
