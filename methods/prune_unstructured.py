@@ -120,7 +120,8 @@ class UnstructuredPruning(Method):
                 if self.schedule != "oneshot" or self.scope != "layer":
                     raise ConfigError("pattern", self.pattern, "null with schedule=gradual "
                                       "or scope=global (an N:M mask is one-shot, per layer)")
-                if self.sparsity not in (0.5, implied):  # 0.5: the default
+                default = type(self).__dataclass_fields__["sparsity"].default
+                if self.sparsity not in (default, implied):
                     raise ConfigError("sparsity", self.sparsity, f"{implied:g} (implied by "
                                       f"pattern {self.pattern}) or left at its default")
             if self.initial_sparsity > self.sparsity:
