@@ -95,17 +95,15 @@ def identity_fields(obj: Any, names: tuple[str, ...] | None = None) -> dict[str,
             and not (f.metadata.get("new_field") and getattr(obj, f.name) == f.default)}
 
 
-def setting(default: Any, *, ge: float | None = None, gt: float | None = None,
-            le: float | None = None, lt: float | None = None, choices=None,
-            new: bool = False) -> Any:
-    """A settings field with its default and its valid range (a list or dict default is
-    copied per instance). `new=True` marks a field added to a method after runs were
-    recorded: at its default it is left out of the run id (`identity`), so those runs keep
-    their ids; set to anything else, it counts."""
-    meta: dict[str, Any] = {
-        "range": Range(ge, gt, le, lt, tuple(choices) if choices is not None else None)}
-    if new:
-        meta["new_field"] = True
+def setting(default: Any = dataclasses.MISSING, *, ge: float | None = None,
+            gt: float | None = None, le: float | None = None, lt: float | None = None,
+            choices=None, new: bool = False) -> Any:
+    """A settings field with its default (none: a required field) and its valid range (a
+    list or dict default is copied per instance); `new` marks a NEW_FIELD."""
+    meta = {"range": Range(ge, gt, le, lt, tuple(choices) if choices is not None else None),
+            **(NEW_FIELD if new else {})}
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=meta)
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -195,19 +193,6 @@ def check_types(cls: type, overrides: dict[str, Any], prefix: str = "") -> None:
     for k, v in overrides.items():
         if k in hints and not matches(v, hints[k]):
             raise ConfigError(prefix + k, v, type_words(hints[k]))
-
-
-def _default(f: dataclasses.Field) -> Any:
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return f.default
-
-
-def identity(config: Any) -> dict[str, Any]:
-    """A method's settings as hashed into run ids: every field, except a field declared
-    `new=True` while it holds its default (the rule bench/spec.py applies to TrainConfig)."""
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
-            if not (f.metadata.get("new_field") and getattr(config, f.name) == _default(f))}
 
 
 @dataclass

@@ -67,8 +67,7 @@ import torch
 from torch import nn
 
 from bench.artifact import EncodedTensor
-from bench.config import ConfigError, Settings
-from bench.config import identity as config_identity
+from bench.config import ConfigError, Settings, identity_fields
 from bench.headline import HEADLINE
 from bench.registry import Registry, UnknownNameError
 
@@ -286,7 +285,7 @@ class Stage:
         """The config as the run id hashes it: settings added later (`setting(...,
         new=True)`) only when they differ from their default."""
         c = self.method.config
-        return config_identity(c) if dataclasses.is_dataclass(c) else {}
+        return identity_fields(c) if dataclasses.is_dataclass(c) else {}
 
 
 @dataclass
