@@ -6,6 +6,8 @@ on the machine at hand). `METHOD=all` keeps every family's full sweep.
 family -> (method spec or preset, per-stage config overrides; None: a preset's own).
 Measured own costs of these rows (docs/*.md, the reference records) put a cold grid, both
 baselines trained, at about 78 minutes: baselines 27, cheapconv 22, the rest under 10 each.
+The `factorize` row (issue 20) has no measured cost yet; it fine-tunes like the `prune`
+row (about 2.6 min a model in docs/pruning.md), so expect about 5 more minutes.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ HEADLINE: dict[str, tuple[str, list[dict[str, Any]] | None]] = {
     # +0.1; `deep_compression` (U-Net-small 14.2x) costs 3.5x its time and stays in `all`
     "weight_sharing": ("kmeans", [{}]),
     "storage": ("fp16", [{}]),
+    # docs/factorize.md: spatial/channel SVD at 2x fewer MAdds, the operating point
+    # issue 20 asks for (mIoU loss and paired speedup at a 2x MAdds reduction)
+    "factorize": ("lowrank", [{"ratio": 0.5}]),
     "coding": ("huffman", [{}]),
     # docs/distillation.md: the cheap student, trained from scratch
     "cheapconv": ("cheapconv", [{}]),

@@ -40,13 +40,15 @@ The contract:
   field, the value and what is valid; every command prints it as one line and exits 2.
   `register_method` refuses a Config that is not such a dataclass.
 * **Identity.** `version` is part of every run id: bump it when a change alters results.
+  A setting added after runs were recorded is declared `setting(..., new=True)`: left
+  out of the run id at its default, so those runs keep their ids.
 * **Errors during a run.** `NotApplicable`: the configured method asks for something this
   model lacks (recorded, not retried). Any other exception fails the run with its reason.
 
 Plugins live in `methods/` (one module each, found by the loader) or in another package
 that names its modules in the `segbench.methods` entry-point group. Building blocks live
-in subpackages of `methods/` (codecs, quant, onnx, pruning, distill), which register no
-method.
+in subpackages of `methods/` (codecs, quant, onnx, pruning, distill, factorize), which
+register no method.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ import torch
 from torch import nn
 
 from bench.artifact import EncodedTensor
-from bench.config import ConfigError, Settings
+from bench.config import ConfigError, Settings, identity_fields
 from bench.headline import HEADLINE
 from bench.registry import Registry, UnknownNameError
 
@@ -279,6 +281,12 @@ class Stage:
         c = self.method.config
         return dataclasses.asdict(c) if dataclasses.is_dataclass(c) else {}
 
+    def identity(self) -> dict[str, Any]:
+        """The config as the run id hashes it: settings added later (`setting(...,
+        new=True)`) only when they differ from their default."""
+        c = self.method.config
+        return identity_fields(c) if dataclasses.is_dataclass(c) else {}
+
 
 @dataclass
 class Variant:
@@ -296,7 +304,7 @@ class Variant:
         return out
 
     def resolved(self) -> list[dict[str, Any]]:
-        return [{"method": s.name, "version": s.method.version, "config": s.config_dict()}
+        return [{"method": s.name, "version": s.method.version, "config": s.identity()}
                 for s in self.stages()]
 
     def describe(self) -> str:

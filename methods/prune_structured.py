@@ -13,10 +13,13 @@ pruning decision removes the same channels from all of them. We:
   run at two input sizes; groups that break the forward pass are kept whole and listed
   in the run's record. If nothing prunable is left, or the pruned model does not run, the
   run fails with a message saying so and the grid goes on;
-* rank channels by `importance` (L1 / L2 filter norm, BatchNorm scale as in network
-  slimming, or first-order Taylor on a few training batches) within each group or
-  globally, and remove `ratio` of them, in `iterative_steps` steps with a share of the
-  fine-tuning budget between steps;
+* rank channels by `importance`, one of torch-pruning's criteria: L1 / L2 filter norm
+  (Li et al. 2017), BatchNorm scale as in network slimming (Liu et al. 2017), first-order
+  Taylor on a few training batches (Molchanov et al. 2019), LAMP (Lee et al. 2021: L2
+  scores normalised by the layer's larger ones, which only matters when ranking
+  globally) or FPGM (He et al. 2019: distance to the layer's geometric median) within each
+  group or globally, and remove `ratio` of them, in `iterative_steps` steps with a share
+  of the fine-tuning budget between steps;
 * record every resized module's new shape in the artifact, so the loader can resize a
   freshly built zoo model before the weights load (`rebuild`).
 
@@ -38,7 +41,8 @@ from bench.facts import Fact
 from bench.method import Method, register_method
 from methods.pruning.channels import ROOT_TYPES, classifier_layers, no_inplace
 
-IMPORTANCES = ("l1", "l2", "bn_scale", "taylor")
+IMPORTANCES = ("l1", "l2", "bn_scale", "taylor", "lamp", "fpgm")
+NEEDS_GRADIENTS = ("taylor",)  # criteria scored from loss gradients on training batches
 # module attributes that carry a channel count; resized together with the tensors
 SHAPE_ATTRS = ("in_channels", "out_channels", "groups", "num_features", "in_features",
                "out_features", "num_parameters", "num_channels", "num_groups",
@@ -112,6 +116,10 @@ def make_importance(name: str):
         return tp.importance.MagnitudeImportance(p=2)
     if name == "bn_scale":
         return tp.importance.BNScaleImportance()
+    if name == "lamp":
+        return tp.importance.LAMPImportance(p=2)
+    if name == "fpgm":
+        return tp.importance.FPGMImportance(p=2)
     return tp.importance.TaylorImportance()
 
 
@@ -210,13 +218,21 @@ class ChannelPruning(Fact):
 @register_method("prune_structured", family="prune")
 class StructuredPruning(Method):
     version = 1
-    sweep = [{"ratio": 0.25}, {"ratio": 0.5}]
+    # the ratio curve at the default criterion, then the criteria side by side at half the
+    # channels (l1 is the ratio-0.5 row). LAMP ranks exactly as l2 within a group, so its
+    # row ranks globally, beside global l2 as its control (docs/pruning.md)
+    sweep = [{"ratio": 0.25}, {"ratio": 0.5},
+             {"ratio": 0.5, "importance": "bn_scale"}, {"ratio": 0.5, "importance": "taylor"},
+             {"ratio": 0.5, "importance": "fpgm"},
+             {"ratio": 0.5, "importance": "lamp", "global_pruning": True},
+             {"ratio": 0.5, "importance": "l2", "global_pruning": True}]
 
     @dataclass
     class Config(Settings):
         # fraction of channels removed (per group, or overall if global)
         ratio: float = setting(0.25, ge=0.0, lt=1.0)
-        importance: str = setting("l1", choices=IMPORTANCES)  # l1 | l2 | bn_scale | taylor
+        # l1 | l2 | bn_scale | taylor | lamp | fpgm
+        importance: str = setting("l1", choices=IMPORTANCES)
         global_pruning: bool = False  # rank channels across layers instead of within each
         iterative_steps: int = setting(1, ge=1)  # prune in steps, fine-tuning between them
         ignore: list[str] = setting([])  # fnmatch patterns of module names
@@ -270,7 +286,7 @@ class StructuredPruning(Method):
         lr = ctx.budget.lr * ctx.budget.finetune_lr_scale
         for step in range(c.iterative_steps):
             model.eval()
-            if c.importance == "taylor":
+            if c.importance in NEEDS_GRADIENTS:
                 self._taylor_gradients(model, ctx)
             pruner.step()
             model.zero_grad(set_to_none=True)

@@ -20,20 +20,29 @@ What it does to a trained model:
 * stores every tensor in the smallest of dense, bitmask and relative-index form
   (methods/codecs/sparse.py), which is what `size_bytes` measures.
 
+With `pattern=N:M` (e.g. 2:4) the mask is semi-structured instead: in every group of M
+consecutive weights along the input channels the N largest magnitudes stay (Mishra et al.
+2021, NVIDIA's ASP layout), one-shot, per layer; layers whose input channels are not a
+multiple of M stay dense and are listed in the record. Its bytes are the same sparse
+encodings (for 2:4 a bitmask costs 1 bit a weight, exactly what the N:M index metadata
+costs: 2 bits for each of the 2 kept weights of 4).
+
 Latency stays that of the dense model: PyTorch runs the zeros through dense kernels, and
 the leaderboard says so (speedup ~1). The saving that a sparse kernel could realise is
-`effective_madds`.
+`effective_madds`. That holds for N:M too: only GPUs with sparse tensor cores (Ampere and
+later) run 2:4 faster; CPUs get no speed from it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
 from bench.config import ConfigError, Settings, setting
-from bench.facts import UnstructuredSparsity
+from bench.facts import Fact, UnstructuredSparsity
 from bench.method import Method, register_method
 from methods.codecs.sparse import FORMATS, sparsify_state
 from methods.pruning.masks import (
@@ -41,18 +50,43 @@ from methods.pruning.masks import (
     SCOPES,
     agp_sparsity,
     apply_masks,
+    input_axis,
     layer_zero_counts,
     magnitude_masks,
+    nm_group_counts,
+    nm_mask,
     prunable_layers,
 )
 
 SCHEDULES = ("oneshot", "gradual")
+PATTERN = re.compile(r"^([1-9][0-9]*):([1-9][0-9]*)$")
+PATTERN_WORDS = "null (unstructured) or N:M with 0 < N < M <= 64, e.g. 2:4"
+
+
+def parse_pattern(pattern: str | None) -> tuple[int, int] | None:
+    """(N, M) of an N:M pattern string, None for null; ValueError if malformed."""
+    if pattern is None:
+        return None
+    match = PATTERN.match(pattern)
+    if not match or not 0 < int(match[1]) < int(match[2]) <= 64:
+        raise ValueError(pattern)
+    return int(match[1]), int(match[2])
+
+
+@dataclass
+class SemiStructured(Fact):
+    """N:M pruning: the pattern, and the layers left dense because their input channels
+    are not a multiple of M."""
+
+    key: ClassVar[str] = "prune_unstructured"
+    pattern: str
+    dense_layers_not_divisible: list[str]
 
 
 @register_method("prune_unstructured", family="prune")
 class UnstructuredPruning(Method):
     version = 1
-    sweep = [{"sparsity": 0.5}, {"sparsity": 0.75}, {"sparsity": 0.9}]
+    sweep = [{"sparsity": 0.5}, {"sparsity": 0.75}, {"sparsity": 0.9}, {"pattern": "2:4"}]
 
     @dataclass
     class Config(Settings):
@@ -71,9 +105,25 @@ class UnstructuredPruning(Method):
         exclude: list[str] = setting([])  # fnmatch patterns of layer names
         # auto | bitmask | relidx (auto: smallest per tensor)
         sparse_format: str = setting("auto", choices=FORMATS)
+        # N:M semi-structured (e.g. "2:4": the 2 largest of every 4 consecutive weights
+        # along the input channels); null: unstructured
+        pattern: str | None = setting(None, new=True)
 
         def __post_init__(self) -> None:
             super().__post_init__()
+            try:
+                nm = parse_pattern(self.pattern)
+            except ValueError:
+                raise ConfigError("pattern", self.pattern, PATTERN_WORDS) from None
+            if nm is not None:
+                implied = 1 - nm[0] / nm[1]
+                if self.schedule != "oneshot" or self.scope != "layer":
+                    raise ConfigError("pattern", self.pattern, "null with schedule=gradual "
+                                      "or scope=global (an N:M mask is one-shot, per layer)")
+                default = type(self).__dataclass_fields__["sparsity"].default
+                if self.sparsity not in (default, implied):
+                    raise ConfigError("sparsity", self.sparsity, f"{implied:g} (implied by "
+                                      f"pattern {self.pattern}) or left at its default")
             if self.initial_sparsity > self.sparsity:
                 raise ConfigError("initial_sparsity", self.initial_sparsity,
                                   f"a number in [0, sparsity={self.sparsity}]")
@@ -90,6 +140,10 @@ class UnstructuredPruning(Method):
         self.events: list[tuple[int, float]] = []  # (step, sparsity) of gradual pruning
 
     # -- selection and masks --------------------------------------------------------------
+    @property
+    def nm(self) -> tuple[int, int] | None:
+        return parse_pattern(self.config.pattern)
+
     def select_layers(self, model: nn.Module, input_shape=PROBE_SHAPE) -> list[str]:
         c = self.config
         layers = prunable_layers(model, exclude_first=c.exclude_first,
@@ -98,11 +152,27 @@ class UnstructuredPruning(Method):
         if not layers:
             raise ConfigError("exclude", c.exclude, "patterns that leave at least one "
                               "conv/linear layer to prune (every one is excluded)")
+        if self.nm is not None:
+            layers = [n for n in layers if not self.not_divisible(model, n)]
+            if not layers:
+                raise ConfigError("pattern", c.pattern, "a pattern whose M divides the input "
+                                  "channels of at least one prunable layer")
         return layers
+
+    def not_divisible(self, model: nn.Module, name: str) -> bool:
+        layer = model.get_submodule(name)
+        return layer.weight.shape[input_axis(layer)] % self.nm[1] != 0
 
     def prune_to(self, model: nn.Module, sparsity: float) -> None:
         modules = dict(model.named_modules())
         weights = {n: modules[n].weight for n in self.layers}
+        if self.nm is not None:
+            n, m = self.nm
+            self.masks = {k: nm_mask(w, n, m, input_axis(modules[k]))
+                          for k, w in weights.items()}
+            apply_masks(model, self.masks)
+            self.current = sparsity
+            return
         self.masks = magnitude_masks(weights, sparsity, self.config.scope)
         apply_masks(model, self.masks)
         self.current = sparsity
@@ -161,6 +231,12 @@ class UnstructuredPruning(Method):
             schedule_completed_in_finetuning=completed or c.schedule == "oneshot",
             latency_kernel="dense PyTorch kernels (no sparse kernel: no speedup)",
         ))
+        if self.nm is not None:
+            every = prunable_layers(model, exclude_first=c.exclude_first,
+                                    exclude_last=c.exclude_last, exclude=c.exclude,
+                                    input_shape=ctx.input_shape)
+            ctx.report(SemiStructured(pattern=c.pattern, dense_layers_not_divisible=[
+                n for n in every if n not in self.layers]))
         return model
 
     # -- artifact -------------------------------------------------------------------------
@@ -191,7 +267,16 @@ class UnstructuredPruning(Method):
         if meta and total != meta.get("prunable_weights"):
             problems.append(f"{total} prunable weights, artifact declares "
                             f"{meta.get('prunable_weights')}")
-        if c.scope == "global":
+        if self.nm is not None:
+            n_keep, m = self.nm
+            modules = dict(model.named_modules())
+            for name in counts:
+                layer = modules[name]
+                most = int(nm_group_counts(layer.weight, m, input_axis(layer)).max())
+                if most > n_keep:
+                    problems.append(f"layer {name}: a group of {m} holds {most} nonzeros, "
+                                    f"more than the pattern's {n_keep}")
+        elif c.scope == "global":
             if zeros < c.sparsity * total - 1:
                 problems.append(f"{zeros}/{total} prunable weights are zero, below the "
                                 f"target {c.sparsity}")
@@ -203,4 +288,6 @@ class UnstructuredPruning(Method):
 
     def describe(self) -> str:
         c = self.config
+        if self.nm is not None:
+            return f"pattern={c.pattern}"
         return f"sparsity={c.sparsity},{c.scope},{c.schedule}"

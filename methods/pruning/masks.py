@@ -196,3 +196,30 @@ def layer_zero_counts(model: nn.Module, names: Iterable[str]) -> dict[str, tuple
         w = layers[n].weight.detach()
         out[n] = (int(w.numel() - torch.count_nonzero(w)), int(w.numel()))
     return out
+
+
+def input_axis(layer: nn.Module) -> int:
+    """The weight axis of a layer's input channels: 0 for transposed convolutions (whose
+    weight is (in, out/groups, k...)), 1 for convolutions and linear layers."""
+    return 0 if isinstance(layer, nn.modules.conv._ConvTransposeNd) else 1
+
+
+def nm_mask(w: torch.Tensor, n: int, m: int, axis: int) -> torch.Tensor:
+    """Keep-mask with the `n` largest magnitudes of every `m` consecutive weights along
+    `axis` (N:M semi-structured sparsity, NVIDIA's 2:4 on the input-channel axis as in
+    their ASP: every other index fixed, groups run along the input channels). Ties go to
+    the earlier position. `w.shape[axis]` must be a multiple of `m`."""
+    if not 0 < n < m:
+        raise ValueError(f"N:M needs 0 < N < M, got {n}:{m}")
+    if w.shape[axis] % m:
+        raise ValueError(f"{w.shape[axis]} weights along axis {axis} are not a multiple of {m}")
+    moved = w.detach().abs().movedim(axis, -1)
+    groups = moved.reshape(-1, m)
+    order = torch.sort(groups, dim=1, descending=True, stable=True).indices[:, :n]
+    keep = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, order, True)
+    return keep.reshape(moved.shape).movedim(-1, axis)
+
+
+def nm_group_counts(w: torch.Tensor, m: int, axis: int) -> torch.Tensor:
+    """Nonzeros in every group of `m` consecutive weights along `axis` (what N:M checks)."""
+    return (w.detach().movedim(axis, -1).reshape(-1, m) != 0).sum(dim=1)

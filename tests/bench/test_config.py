@@ -59,3 +59,18 @@ def test_the_error_carries_the_method_and_pickles():
     back = pickle.loads(pickle.dumps(e))
     assert str(back) == str(e) == "method 'kmeans': bad setting bits=0; valid: an integer in [1, 8]"
     assert isinstance(back, (KeyError, ValueError))  # caught as UnknownNameError / ValueError
+
+
+@dataclass
+class _Grown(Settings):
+    bits: int = setting(4, ge=1, le=8)
+    pattern: str | None = setting(None, new=True)  # added after runs were recorded
+
+
+def test_a_method_setting_added_later_stays_out_of_the_run_id_at_its_default():
+    from bench.config import identity_fields
+
+    assert identity_fields(_Grown()) == {"bits": 4}
+    assert identity_fields(_Grown(bits=2)) == {"bits": 2}
+    assert identity_fields(_Grown(pattern="2:4")) == {"bits": 4, "pattern": "2:4"}
+    assert identity_fields(_Cfg()) == {f: getattr(_Cfg(), f) for f in _Cfg.__dataclass_fields__}

@@ -163,7 +163,7 @@ def test_runner_fine_tunes_iteratively_and_lowers_params_and_madds(make_spec, ru
 
 
 def test_bad_settings_name_the_valid_choices():
-    with pytest.raises(ConfigError, match="valid: one of l1, l2, bn_scale, taylor"):
+    with pytest.raises(ConfigError, match="valid: one of l1, l2, bn_scale, taylor, lamp, fpgm$"):
         expand_methods("prune_structured", {"importance": "random"})
     with pytest.raises(ConfigError, match=r"ratio=1.0; valid: a number in \[0, 1\)"):
         _stage(ratio=1.0)
@@ -180,3 +180,83 @@ def test_ignore_pattern_keeps_layers_and_typos_fail(make_ctx):
     assert model.get_submodule("net.down.0.0").out_channels < 2 * width
     with pytest.raises(ConfigError, match="ignore='net.incc\\*'; valid: patterns that match"):
         _stage(ignore=["net.incc*"]).method.compress(ctx, ctx.build_model())
+
+
+TINY_UNET = {"base_channels": 4, "depth": 2}
+
+
+def _randomise_bn(model, seed: int = 0) -> None:
+    """Distinct BatchNorm scales, as training leaves them (fresh ones are all 1: ties)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data = torch.rand(m.weight.shape, generator=g) + 0.2
+
+
+def _pruned(make_ctx, model_name, kwargs, **sets):
+    ctx = make_ctx("prune_structured", model_name, model_kwargs=kwargs, **sets)
+    model = ctx.build_model().eval()
+    _randomise_bn(model)
+    before = {n: m.out_channels for n, m in model.named_modules()
+              if isinstance(m, torch.nn.Conv2d)}
+    _stage(**sets).method.compress(ctx, model)
+    return model, before, ctx.extras["prune_structured"]
+
+
+@pytest.mark.parametrize("importance", ["l1", "l2", "bn_scale", "taylor", "lamp", "fpgm"])
+@pytest.mark.parametrize("model_name,kwargs", [("unet_small", TINY_UNET), ("enet", {})])
+def test_every_criterion_prunes_to_the_ratio(make_ctx, importance, model_name, kwargs):
+    """Local ranking at ratio 0.5: every conv that loses channels loses half of them, most
+    do, and the model still runs at odd sizes (each criterion only reorders channels)."""
+    model, before, info = _pruned(make_ctx, model_name, kwargs, ratio=0.5,
+                                  importance=importance)
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    halved = [n for n, m in convs.items() if m.out_channels == before[n] - before[n] // 2
+              and before[n] > 1]
+    assert all(m.out_channels in (before[n], before[n] - before[n] // 2)
+               for n, m in convs.items())
+    assert len(halved) > 0.6 * len(convs), (len(halved), len(convs))
+    assert info["param_ratio"] < 0.5
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 61, 93)).shape[-2:] == (61, 93)
+
+
+def test_bn_scale_keeps_the_channels_with_the_largest_scales(make_ctx):
+    ctx = make_ctx("prune_structured", "unet_small", model_kwargs=TINY_UNET)
+    model = ctx.build_model().eval()
+    _randomise_bn(model, seed=3)
+    gamma = model.get_submodule("net.inc.1").weight.detach().clone()
+    _stage(ratio=0.5, importance="bn_scale").method.compress(ctx, model)
+    kept = model.get_submodule("net.inc.1").weight.detach()
+    assert torch.equal(kept.sort().values, gamma.sort().values[len(gamma) // 2:])
+
+
+def test_lamp_ranks_as_l2_within_a_group_and_differs_globally(make_ctx):
+    """LAMP's normalisation is monotone within a layer: ranking locally it removes the
+    channels l2 removes (so its sweep row ranks globally, where it changes the result)."""
+    def state(**sets):
+        model, _, _ = _pruned(make_ctx, "unet_small", TINY_UNET, ratio=0.5, **sets)
+        return model.state_dict()
+
+    lamp, l2 = state(importance="lamp"), state(importance="l2")
+    assert all(torch.equal(lamp[k], l2[k]) for k in l2)
+    lamp_g, l2_g = state(importance="lamp", global_pruning=True), \
+        state(importance="l2", global_pruning=True)
+    assert any(lamp_g[k].shape != l2_g[k].shape for k in l2_g)
+
+
+def test_fpgm_removes_other_channels_than_the_norm(make_ctx):
+    fpgm, _, _ = _pruned(make_ctx, "unet_small", TINY_UNET, ratio=0.5, importance="fpgm")
+    l2, _, _ = _pruned(make_ctx, "unet_small", TINY_UNET, ratio=0.5, importance="l2")
+    a, b = fpgm.state_dict(), l2.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in b if a[k].shape == b[k].shape)
+
+
+def test_the_criteria_sweep_keeps_the_existing_rows_and_labels_each_criterion():
+    variants = expand_methods("prune_structured", {})
+    assert len(variants) == 1  # a single method expands to its defaults
+    labels = [v.describe() for v in expand_methods("prune", {})
+              if v.spec == "prune_structured"]
+    assert labels[:2] == ["ratio=0.25,l1", "ratio=0.5,l1"]  # the rows recorded before
+    assert {"ratio=0.5,bn_scale", "ratio=0.5,taylor", "ratio=0.5,fpgm",
+            "ratio=0.5,lamp,global", "ratio=0.5,l2,global"} <= set(labels)

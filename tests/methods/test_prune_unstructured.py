@@ -222,3 +222,79 @@ def test_pruning_then_qat_passes_its_checks_on_the_reloaded_artifact(make_spec, 
     rec = run_spec(make_spec("prune_unstructured+qat", "unet_small"))
     assert rec["status"] == "ok", rec.get("error")
     assert rec["metrics"]["sparsity"] > 0.3
+
+
+# -- N:M semi-structured sparsity ---------------------------------------------------------
+
+def test_nm_mask_keeps_the_largest_n_of_every_m_along_the_input_channels():
+    from methods.pruning.masks import nm_group_counts, nm_mask
+
+    torch.manual_seed(0)
+    w = torch.randn(6, 8, 3, 3)
+    keep = nm_mask(w, 2, 4, axis=1)
+    assert torch.equal(nm_group_counts(w * keep, 4, axis=1), torch.full((6 * 2 * 9,), 2))
+    group = w[1, 4:8, 2, 0].abs()  # one group: 4 input channels at a fixed (out, y, x)
+    assert torch.equal(keep[1, 4:8, 2, 0], group >= group.sort().values[2])
+    t = torch.randn(8, 5, 2, 2)  # a transposed conv's weight: inputs on axis 0
+    assert nm_group_counts(t * nm_mask(t, 1, 4, axis=0), 4, axis=0).max() == 1
+    with pytest.raises(ValueError, match="not a multiple of 4"):
+        nm_mask(torch.randn(4, 6), 2, 4, axis=1)
+
+
+@pytest.mark.parametrize("model_name", ["enet", "unet_small"])
+def test_two_four_pattern_prunes_and_stores_exactly_two_of_four(make_ctx, tmp_path,
+                                                                model_name):
+    from methods.pruning.masks import input_axis, nm_group_counts
+
+    ctx = make_ctx("prune_unstructured", model_name, pattern="2:4")
+    model = ctx.build_model().eval()
+    (stage,) = expand_methods("prune_unstructured", {"pattern": "2:4"})[0].stages()
+    stage.method.compress(ctx, model)
+    stage.method.finalize(ctx, model)
+    layers = stage.method.layers
+    for name in layers:  # random init: no weight is zero unless the mask made it so
+        layer = model.get_submodule(name)
+        counts = nm_group_counts(layer.weight, 4, input_axis(layer))
+        assert torch.equal(counts, torch.full_like(counts, 2)), name
+    info = ctx.extras["prune_unstructured"]
+    assert info["pattern"] == "2:4" and info["prunable_sparsity"] == 0.5
+    path = export_model(model, tmp_path / "m", model_name=model_name,
+                        num_classes=ctx.num_classes, model_kwargs={}, stages=[stage], ctx=ctx)
+    loaded, header, stages = load_model(path)
+    x = torch.randn(1, 3, 64, 80)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert stages[0].method.check(loaded, header["stages"][0]["meta"]) == []
+    # the bytes: each pruned weight costs 17 of 32 bits (its value half the time + 1 mask
+    # bit), what the N:M metadata would cost (2 bits for each kept weight of 4)
+    from bench.artifact import encode_state
+    from methods.codecs.sparse import encoded_bytes
+
+    state = model.state_dict()
+    stored = stage.method.encode(ctx, model, encode_state(state))
+    weights = [f"{n}.weight" for n in layers]
+    numel = sum(state[k].numel() for k in weights)
+    assert sum(encoded_bytes(stored[k]) for k in weights) == pytest.approx(numel * 17 / 8,
+                                                                           rel=0.01)
+    with torch.no_grad():  # three nonzeros in one group: check() names the layer
+        loaded.get_submodule(layers[0]).weight.fill_(1.0)
+    assert any(layers[0] in p for p in stages[0].method.check(loaded,
+                                                              header["stages"][0]["meta"]))
+
+
+def test_pattern_settings_are_checked_and_leave_old_run_ids_alone(make_spec):
+    with pytest.raises(ConfigError, match="pattern='2-4'; valid: null .* or N:M"):
+        Config(pattern="2-4")
+    with pytest.raises(ConfigError, match="pattern='4:4'"):
+        Config(pattern="4:4")
+    with pytest.raises(ConfigError, match="pattern='2:4'; valid: null with schedule=gradual"):
+        Config(pattern="2:4", schedule="gradual")
+    with pytest.raises(ConfigError, match="sparsity=0.9; valid: 0.75 .implied by pattern 1:4"):
+        Config(pattern="1:4", sparsity=0.9)
+    assert Config(pattern="1:4", sparsity=0.75).pattern == "1:4"
+    # pattern was added after runs were recorded: at its default it is not in the run id
+    spec = make_spec("prune_unstructured", "enet", sparsity=0.75)
+    assert "pattern" not in spec.stages[0]["config"]
+    nm = make_spec("prune_unstructured", "enet", pattern="2:4")
+    assert nm.stages[0]["config"]["pattern"] == "2:4" and nm.run_id != spec.run_id
+    assert _method(pattern="2:4").describe() == "pattern=2:4"
