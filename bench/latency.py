@@ -24,7 +24,7 @@ Predictor = Callable[[torch.Tensor], object]
 def _quartiles(xs: list[float]) -> tuple[float, float, float]:
     if len(xs) < 2:
         return xs[0], xs[0], xs[0]
-    q = statistics.quantiles(xs, n=4)
+    q = statistics.quantiles(xs, n=4, method="inclusive")  # within the data, as the 2.5-97.5
     return q[0], statistics.median(xs), q[2]
 
 

@@ -1,9 +1,6 @@
 """Paired latency: a row and its baseline timed in interleaved rounds give a speedup that
 reads the models, not the host. Ratios only, in loose bands: no absolute timing is asserted."""
 
-import copy
-import subprocess
-import sys
 import time
 
 import pytest
@@ -20,48 +17,6 @@ def _net():
     return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(),
                          nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
                          nn.Conv2d(32, 5, 1)).eval()
-
-
-class Thrice(nn.Module):
-    """The same network, made three times as slow by design."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        self.net(x)
-        self.net(x)
-        return self.net(x)
-
-
-@pytest.fixture
-def busy_neighbour():
-    """Another process spinning on a core while the test times."""
-    p = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        yield p
-    finally:
-        p.kill()
-        p.wait()
-
-
-def test_identical_models_read_a_speedup_of_one_under_load(busy_neighbour):
-    net = _net()
-    lat = measure_paired(net, copy.deepcopy(net), SHAPE, torch.device("cpu"), runs=40,
-                         warmup=3)
-    assert 0.9 <= lat["speedup"] <= 1.1
-    assert lat["speedup_p25"] <= lat["speedup"] <= lat["speedup_p75"]
-    assert lat["speedup_p2_5"] <= lat["speedup_p25"] and lat["speedup_p75"] <= lat["speedup_p97_5"]
-    assert lat["latency_paired"] and lat["latency_runs"] == 40
-    assert lat["baseline_latency_ms"] > 0 and lat["latency_ms"] > 0
-
-
-def test_a_three_times_slower_model_reads_about_a_third(busy_neighbour):
-    net = _net()
-    lat = measure_paired(Thrice(net), net, SHAPE, torch.device("cpu"), runs=30, warmup=3)
-    assert 0.25 <= lat["speedup"] <= 0.45
-    assert lat["latency_ms"] > 2 * lat["baseline_latency_ms"]
 
 
 def test_rounds_alternate_their_order_and_pair_by_index():
@@ -95,15 +50,15 @@ def test_a_spread_larger_than_the_median_is_flagged_and_a_steady_one_is_not():
     assert not measure_paired(steady, steady, (1, 1), cpu, runs=12, warmup=0)["latency_noisy"]
 
 
-def test_a_run_of_the_baselines_architecture_reads_one(make_spec, run_spec, tiny_budget,
-                                                        busy_neighbour):
-    """huffman stores the same network losslessly: end to end through the runner, its
-    paired speedup against the baseline it started from reads 1."""
-    from dataclasses import replace
-
-    budget = replace(tiny_budget, latency_runs=30, latency_warmup=3)
-    rec = run_spec(make_spec("huffman", "enet", budget=budget))
+def test_a_run_records_its_paired_latency(make_spec, run_spec, tiny_budget):
+    """End to end through the runner: the row and the baseline it started from are timed
+    together and the record carries both and the ratio's spread (its value under load is
+    `make perf`'s: tests/perf/test_paired_latency.py)."""
+    rec = run_spec(make_spec("huffman", "enet"))
     assert rec["status"] == "ok", rec.get("error")
     m = rec["metrics"]
     assert m["latency_paired"] and m["runtime"] == "torch"
-    assert 0.9 <= m["speedup"] <= 1.1
+    assert m["latency_runs"] == tiny_budget.latency_runs
+    assert m["baseline_latency_ms"] > 0 and m["latency_ms"] > 0
+    assert m["speedup_p2_5"] <= m["speedup_p25"] <= m["speedup"] <= m["speedup_p75"] \
+        <= m["speedup_p97_5"]
