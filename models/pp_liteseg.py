@@ -96,6 +96,7 @@ class PPLiteSeg(nn.Module):
     year=2022,
     input_size=(512, 1024),
     output_stride=32,
+    published_classes=19,  # the Cityscapes setting its mIoU/FPS are published for
     source="Peng et al. 2022 (arXiv:2204.02681) Table 4 and PaddleSeg configs/pp_liteseg "
     "publish mIoU and FPS only (PP-LiteSeg-T1, STDC1, 512x1024): no parameter or FLOPs "
     "figure is published for it; the layers follow PaddleSeg's pp_liteseg.py with the "
