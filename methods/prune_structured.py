@@ -39,7 +39,7 @@ from torch import nn
 from bench.config import ConfigError, Settings, setting
 from bench.facts import Fact
 from bench.method import Method, register_method
-from methods.pruning.channels import ROOT_TYPES, classifier_layers, no_inplace
+from methods.pruning.channels import ROOT_TYPES, attention_heads, classifier_layers, no_inplace
 
 IMPORTANCES = ("l1", "l2", "bn_scale", "taylor", "lamp", "fpgm")
 NEEDS_GRADIENTS = ("taylor",)  # criteria scored from loss gradients on training batches
@@ -167,24 +167,41 @@ def probe_group(model: nn.Module, group, names: dict[nn.Module, str], sizes,
             _restore(m, snap)
 
 
-def unsupported_groups(model: nn.Module, graph, groups, sizes=PROBE_SIZES) -> list[tuple]:
+def probe_channels(group, graph, n: int, heads: dict[nn.Module, int]) -> list[int]:
+    """The channels a probe removes from a group of `n`: the first and last, or, where the
+    group holds an attention projection split into heads (`heads`), the first dimension
+    of every head, as torch-pruning's head-dimension pruning would."""
+    for dep, _ in group:
+        m = dep.target.module
+        if m in heads and graph.is_out_channel_pruning_fn(dep.handler):
+            width = getattr(m, "out_features", getattr(m, "out_channels", 0))
+            per = width // heads[m]  # the head dimension
+            if per and n % per == 0:
+                return list(range(0, n, per))
+    return [0, n - 1]
+
+
+def unsupported_groups(model: nn.Module, graph, groups, sizes=PROBE_SIZES,
+                       heads: dict[nn.Module, int] | None = None) -> list[tuple]:
     """Groups whose pruning breaks the forward pass, with the error each raised.
 
-    Each group loses its first and last channel (in place, undone after the probe) and
-    the model must still run at every size in `sizes`. torch-pruning sees couplings
-    through autograd only; a channel tie through integer indices (max-unpooling) or a
-    hard-coded width escapes it.
+    Each group loses its first and last channel (one dimension per head for attention
+    groups; in place, undone after the probe) and the model must still run at every size
+    in `sizes`. torch-pruning sees couplings through autograd only; a channel tie through
+    integer indices (max-unpooling) or a hard-coded width escapes it.
     """
     names = {m: n for n, m in model.named_modules()}
     device = next(model.parameters()).device
     before = module_shapes(model)
+    heads = attention_heads(model) if heads is None else heads
     bad = []
     for g in groups:
         root, fn = g[0][0].target.module, g[0][0].handler
         n = len(g[0][1])
         if n < 2:
             continue
-        err = probe_group(model, graph.get_pruning_group(root, fn, idxs=[0, n - 1]), names,
+        idxs = probe_channels(g, graph, n, heads)
+        err = probe_group(model, graph.get_pruning_group(root, fn, idxs=idxs), names,
                           sizes, device)
         if err is not None:
             bad.append((g, err))
@@ -266,7 +283,8 @@ class StructuredPruning(Method):
         with no_inplace(model):
             graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
         groups = list(graph.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES))
-        bad = unsupported_groups(model, graph, groups)
+        heads = attention_heads(model)
+        bad = unsupported_groups(model, graph, groups, heads=heads)
         for g, _ in bad:
             ignored += out_pruned_layers(g, graph)
         if len(bad) == len(groups):
@@ -281,7 +299,8 @@ class StructuredPruning(Method):
                 global_pruning=c.global_pruning, pruning_ratio=c.ratio,
                 max_pruning_ratio=c.max_layer_ratio if c.global_pruning else 1.0,
                 iterative_steps=c.iterative_steps, ignored_layers=ignored,
-                root_module_types=list(ROOT_TYPES))
+                root_module_types=list(ROOT_TYPES), num_heads=heads,
+                prune_head_dims=True, prune_num_heads=False)
         self.steps_epochs = self.epoch_split(ctx.budget.finetune_epochs)
         lr = ctx.budget.lr * ctx.budget.finetune_lr_scale
         for step in range(c.iterative_steps):

@@ -31,7 +31,8 @@ they count a multiply-add as two operations: compare them with twice the bracket
 
 The "reference input" column is the paper's setting: 360x480 CamVid (12 classes, 11 for
 SegNet as in its paper) for the CamVid models, 513x513 VOC (21) for DeepLabV3+, 520x520
-for the torchvision models (where torchvision measures `_ops`), 512x512 otherwise.
+for the torchvision models (where torchvision measures `_ops`), 512x1024 Cityscapes (19)
+for the CNN real-time models, 512x512 otherwise.
 """
 
 NOTES = """\
@@ -76,6 +77,19 @@ NOTES = """\
   code define them; trained from scratch (no local MiT checkpoint). Attention projections
   are `nn.Linear`; the attention matmuls themselves are free under our MAdd convention,
   which is why its published GFLOPs (which add them) sit above our MAdds.
+* **`bisenetv2`**, **`stdc1`**, **`pp_liteseg_t`** - the CNN real-time models, built as
+  PaddleSeg builds them (its BiSeNetV2; STDC1-Seg on the STDCNet813 backbone; PP-LiteSeg-T
+  = STDC1 encoder, SPPM, decoder 32/64/128 with spatial-attention UAFMs), trained from
+  scratch. The auxiliary heads their papers train with (BiSeNet V2's booster heads,
+  STDC's detail guidance and auxiliary heads, PP-LiteSeg's deep supervision) run in no
+  inference forward and are left out, so our counts are the deployed networks'. The
+  published figures are PaddleSeg's model-zoo table (Cityscapes, 19 classes, 1024x512),
+  measured with `paddle.flops`: conv/linear multiply-adds plus one add per biased output
+  and 2 ops per BatchNorm element (not 2 x MAdds), so they sit slightly above our MAdds;
+  `tests/models/test_zoo_realtime.py` reproduces BiSeNetV2's 16.14 and SegFormer-B0's
+  13.63 with that rule, while STDC1-Seg50's 24.83 is not reproducible from the published
+  architecture (~16.9 by the same rule; its 8.29 M params agree to 0.2 %). PP-LiteSeg-T's
+  authors publish no parameter or FLOPs figure.
 * **`mobileseg`** and **`fastlinknet`** are *our definitions*: the smartphone-segmentation
   thesis names them without specifying them. `mobileseg` = torchvision MobileNetV2 encoder
   (without its 1x1-to-1280 layer) + LinkNet's additive decoder (320 -> 96 -> 32 -> 24
@@ -110,8 +124,6 @@ count of its tables within 2 % and every MAdd figure within 3 %. The report's MA
 count 2 operations per BatchNorm element and 1 per ReLU element; the test adds those, while
 the tables here and the benchmark's cost columns stay conv/linear only, so they read below
 the report's MAdds, by a few per cent on the compact MobileNetV2 heads.
-Measured at 513x513, 21 classes:
-
 Measured at 513x513, 21 classes:
 
 """

@@ -13,9 +13,11 @@ them:
 * Mix-FFN: Linear (x4) - depthwise 3x3 conv - GELU - Linear, no positional encoding.
 
 Every learned projection is an `nn.Linear` or `nn.Conv2d`, so the MAdd counter, pruning and
-quantisation tools see them; the two attention matmuls (QK^T, AV) are parameter-free
-activations x activations products and, like BatchNorm and GELU, cost nothing under the
-zoo's conv/linear MAdd convention (models/describe.py). Stochastic depth (0.1 in the
+quantisation tools see them (attention declares its head layout in `head_layers`, and its
+forward takes widths from the projections, so head dimensions can be pruned); the two
+attention matmuls (QK^T, AV) are parameter-free activations x activations products and,
+like BatchNorm and GELU, cost nothing under the zoo's conv/linear MAdd convention
+(models/describe.py). Stochastic depth (0.1 in the
 paper's training recipe) is left out: it is a training regulariser with no parameters.
 Inputs of at least 32x32 pixels work at any size (the stage-1 reduction conv is 8x8 at
 stride 4); logits are upsampled bilinearly to the input size.
@@ -60,17 +62,25 @@ class EfficientAttention(nn.Module):
         self.sr = nn.Conv2d(dim, dim, sr, sr) if sr > 1 else None
         self.norm = nn.LayerNorm(dim) if sr > 1 else None
 
+    def head_layers(self) -> dict[nn.Module, int]:
+        """The projections whose outputs split into heads, with their number of head-sized
+        chunks (kv holds k's heads then v's): structured pruning must remove the same
+        dimensions from every head (methods/pruning/channels.py)."""
+        return {self.q: self.heads, self.kv: 2 * self.heads}
+
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        # widths come from the projections, not from x: structured pruning may narrow the
+        # per-head dimension (q, k, v) independently of the embedding width
         n, t, c = x.shape
-        d = c // self.heads
-        q = self.q(x).reshape(n, t, self.heads, d).transpose(1, 2)
+        q = self.q(x)
+        q = q.reshape(n, t, self.heads, -1).transpose(1, 2)
         ctx = x
         if self.sr is not None:
             ctx = self.sr(x.transpose(1, 2).reshape(n, c, h, w)).flatten(2).transpose(1, 2)
             ctx = self.norm(ctx)
-        k, v = self.kv(ctx).reshape(n, -1, 2, self.heads, d).permute(2, 0, 3, 1, 4)
+        k, v = self.kv(ctx).reshape(n, -1, 2, self.heads, q.shape[-1]).permute(2, 0, 3, 1, 4)
         attn = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(n, t, c))
+        return self.proj((attn @ v).transpose(1, 2).reshape(n, t, -1))
 
 
 class MixFFN(nn.Module):

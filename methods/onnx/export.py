@@ -8,6 +8,10 @@ by itself are patched for the duration of the export only:
 
 * `nn.MaxUnpool2d` (ENet's decoder) has no ONNX symbolic; it is swapped for the same
   computation written as a ScatterElements into a zero tensor.
+* `nn.AdaptiveAvgPool2d` to a size that does not divide its input (PP-LiteSeg's 2x2 and
+  4x4 pyramid bins on a 12x15 map at CamVid's 360x480) has no ONNX symbolic either; it
+  is swapped for the same bins written as two constant averaging matrices, exact at
+  the export's fixed input size.
 * Weights are exported as initializers, never graph inputs, and the batch axis is dynamic
   while H and W are fixed: onnxruntime's layout and fusion passes need constant weights
   and static spatial shapes.
@@ -49,6 +53,30 @@ class ScatterMaxUnpool2d(nn.Module):
         return out.reshape(n, c, oh, ow)
 
 
+class MatmulAdaptiveAvgPool2d(nn.Module):
+    """`nn.AdaptiveAvgPool2d` as P_h @ x @ P_w^T, each row of P averaging one of PyTorch's
+    bins [floor(i*n/o), ceil((i+1)*n/o)): exportable for any input size, since the
+    exporter traces at a fixed H and W and the matrices become constants."""
+
+    def __init__(self, pool: nn.AdaptiveAvgPool2d):
+        super().__init__()
+        size = pool.output_size
+        self.output_size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+
+    @staticmethod
+    def _bins(n: int, o: int, like: torch.Tensor) -> torch.Tensor:
+        p = torch.zeros(o, n, dtype=like.dtype, device=like.device)
+        for i in range(o):
+            start, end = (i * n) // o, -((-(i + 1) * n) // o)
+            p[i, start:end] = 1.0 / (end - start)
+        return p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = (int(s) for s in x.shape[-2:])
+        oh, ow = (n if o is None else o for o, n in zip(self.output_size, (h, w)))  # None: keep
+        return self._bins(h, oh, x) @ x @ self._bins(w, ow, x).T
+
+
 def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
@@ -61,6 +89,9 @@ def exportable(model: nn.Module) -> Iterator[nn.Module]:
         if isinstance(m, nn.MaxUnpool2d):
             swapped.append((name, m))
             model.set_submodule(name, ScatterMaxUnpool2d(m))
+        elif isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size not in (1, (1, 1)):
+            swapped.append((name, m))  # a global pool exports natively (GlobalAveragePool)
+            model.set_submodule(name, MatmulAdaptiveAvgPool2d(m))
     try:
         yield model
     finally:

@@ -1,7 +1,7 @@
 """torch-pruning helpers that structured pruning and the sensitivity analysis
 (bench/sensitivity.py) share, so both rank and remove the same channel groups: the layer
-types a group can start from, the classifier that always stays whole, and tracing with
-in-place activations switched off.
+types a group can start from, the classifier that always stays whole, the attention
+layers whose outputs split into heads, and tracing with in-place activations switched off.
 """
 
 from __future__ import annotations
@@ -18,6 +18,20 @@ def classifier_layers(model: nn.Module, num_classes: int) -> list[nn.Module]:
     """Layers producing `num_classes` channels: the classifier(s), never pruned."""
     return [m for m in model.modules() if isinstance(m, ROOT_TYPES)
             and getattr(m, "out_channels", getattr(m, "out_features", None)) == num_classes]
+
+
+def attention_heads(model: nn.Module) -> dict[nn.Module, int]:
+    """{projection: number of head-sized chunks of its output} for every attention module
+    that declares `head_layers()` (models/segformer.py). torch-pruning's `num_heads` then
+    removes the same dimensions from every head, so q.k products and the value/output
+    projections stay aligned; without it a group would lose channels unevenly across
+    heads and the per-head reshape would break."""
+    heads: dict[nn.Module, int] = {}
+    for m in model.modules():
+        declare = getattr(m, "head_layers", None)
+        if callable(declare):
+            heads.update(declare())
+    return heads
 
 
 @contextlib.contextmanager

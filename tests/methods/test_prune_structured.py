@@ -89,7 +89,10 @@ def _check_model(name: str, make_ctx):
     for m in classifier_layers(pruned, ctx.num_classes):
         assert getattr(m, "out_channels", getattr(m, "out_features", None)) == ctx.num_classes
     with torch.no_grad():
-        assert torch.allclose(pruned(x), reference, atol=1e-4, rtol=1e-4)
+        # LayerNorm averages over every channel of a token, so removing even dead channels
+        # changes its statistics: no equivalence to check there (test_prune_attention.py)
+        if not any(isinstance(m, torch.nn.LayerNorm) for m in pruned.modules()):
+            assert torch.allclose(pruned(x), reference, atol=1e-4, rtol=1e-4)
         for h, w in SIZES:
             y = pruned(torch.randn(1, 3, h, w))
             assert y.shape == (1, ctx.num_classes, h, w)

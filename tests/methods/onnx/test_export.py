@@ -11,7 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.onnx.export import ScatterMaxUnpool2d, export_onnx, exportable
+from methods.onnx.export import (
+    MatmulAdaptiveAvgPool2d,
+    ScatterMaxUnpool2d,
+    export_onnx,
+    exportable,
+)
 from methods.onnx.runtime import count_ops, make_session
 from methods.quant.modules import ActQuant, ActSpec, FrozenConv2d, LayerSpec
 
@@ -54,6 +59,30 @@ def test_pool_unpool_export_matches_pytorch_at_any_batch():
     out = sess.run(None, {"images": x.numpy()})[0]  # batch 3 through a batch-1 export
     with torch.no_grad():
         np.testing.assert_allclose(out, m(x).numpy(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("size", [2, 4, (3, None), (5, 7)])
+def test_matmul_adaptive_pool_equals_adaptive_avg_pool(size):
+    pool = nn.AdaptiveAvgPool2d(size)
+    for hw in [(12, 15), (2, 3), (4, 4), (13, 17)]:
+        x = torch.randn(2, 3, *hw)
+        torch.testing.assert_close(MatmulAdaptiveAvgPool2d(pool)(x), pool(x))
+
+
+def test_pp_liteseg_exports_where_its_pyramid_bins_do_not_divide_the_map():
+    """PP-LiteSeg-T's 2x2 and 4x4 pooling bins on a 2x3 stride-32 map (64x96 input; 12x15
+    at CamVid's 360x480): torch's exporter refuses adaptive pooling to a non-divisor,
+    which failed ptq/qat's ONNX export of pp_liteseg_t on CamVid."""
+    from models import create_model
+
+    torch.manual_seed(0)
+    m = create_model("pp_liteseg_t", num_classes=5).eval()
+    x = torch.randn(2, 3, 64, 96)
+    sess = make_session(export_onnx(m, (1, 3, 64, 96)), threads=1)
+    out = sess.run(None, {"images": x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(out, m(x).numpy(), atol=1e-4, rtol=1e-4)
+    assert any(isinstance(p, nn.AdaptiveAvgPool2d) for p in m.modules())  # restored
 
 
 @pytest.mark.slow
