@@ -37,6 +37,8 @@ CHEAPEST: dict[str, dict] = {
     "at": {"layers": "output"},
     "qat": {"epochs": 0},
     "ptq": {"calibration_images": 2},
+    "nncf_ptq": {"calibration_images": 2},
+    "pt2e_ptq": {"calibration_images": 2},
 }
 NAMES = sorted(set(METHODS.names()) | set(PIPELINES.names()))
 
