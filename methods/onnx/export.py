@@ -8,6 +8,12 @@ by itself are patched for the duration of the export only:
 
 * `nn.MaxUnpool2d` (ENet's decoder) has no ONNX symbolic; it is swapped for the same
   computation written as a ScatterElements into a zero tensor.
+* `nn.PReLU` with a slope per channel (ENet's encoder) is written as
+  `Relu(x) + slope * Min(x, 0)`, the same values bit for bit (one term is always zero):
+  onnxruntime's PRelu kernel broadcasts the slope element by element and took a third of
+  ENet's time, in float and in int8 alike, where the three vectorised ops take a quarter of
+  that (docs/runtimes.md has the profile). `export_onnx(..., decompose_prelu=False)`
+  keeps the PRelu node.
 * Weights are exported as initializers, never graph inputs, and the batch axis is dynamic
   while H and W are fixed: onnxruntime's layout and fusion passes need constant weights
   and static spatial shapes.
@@ -49,18 +55,37 @@ class ScatterMaxUnpool2d(nn.Module):
         return out.reshape(n, c, oh, ow)
 
 
+class DecomposedPReLU(nn.Module):
+    """`nn.PReLU` as relu(x) + slope * min(x, 0): equal to it in floating point (for every
+    x one of the terms is exactly zero), and exported as Relu, Min, Mul and Add."""
+
+    def __init__(self, prelu: nn.PReLU):
+        super().__init__()
+        self.prelu = prelu  # the same parameter: nothing is copied
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.prelu.weight
+        if w.numel() > 1:  # per channel: broadcast over N, H, W
+            w = w.reshape(1, -1, *([1] * (x.dim() - 2)))
+        return torch.relu(x) + w * torch.minimum(x, torch.zeros((), dtype=x.dtype))
+
+
 def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 @contextlib.contextmanager
-def exportable(model: nn.Module) -> Iterator[nn.Module]:
-    """Temporarily replace modules the exporter cannot handle; restores them after."""
+def exportable(model: nn.Module, decompose_prelu: bool = False) -> Iterator[nn.Module]:
+    """Temporarily replace modules the exporter cannot handle (and, on request, PReLU by
+    its decomposition); restores them after."""
     swapped = []
     for name, m in list(model.named_modules()):
         if isinstance(m, nn.MaxUnpool2d):
             swapped.append((name, m))
             model.set_submodule(name, ScatterMaxUnpool2d(m))
+        elif decompose_prelu and type(m) is nn.PReLU:
+            swapped.append((name, m))
+            model.set_submodule(name, DecomposedPReLU(m))
     try:
         yield model
     finally:
@@ -68,7 +93,8 @@ def exportable(model: nn.Module) -> Iterator[nn.Module]:
             model.set_submodule(name, m)
 
 
-def export_onnx(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
+def export_onnx(model: nn.Module, input_shape: tuple[int, ...],
+                decompose_prelu: bool = True) -> bytes:
     """ONNX bytes of `model` (eval mode, CPU) for inputs of `input_shape` (any batch)."""
     was_training = model.training
     model.eval()
@@ -77,7 +103,7 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
     x = torch.zeros(*input_shape)
     buf = io.BytesIO()
     try:
-        with exportable(model), torch.no_grad(), warnings.catch_warnings():
+        with exportable(model, decompose_prelu), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model, (x,), buf, dynamo=False, opset_version=OPSET, export_params=True,
