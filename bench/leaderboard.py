@@ -393,6 +393,17 @@ def _deploy_cell(d: dict[str, Any] | None) -> str:
             f"{d['precision']}, {100 * d['agreement']:.1f} %")
 
 
+def _efficiency(r: dict[str, Any]) -> str:
+    """The best runtime's speedup divided by the MAdds reduction: how much of a pruned
+    model's saving in arithmetic a runtime turns into time (1.0: all of it)."""
+    ratio = r["madds_ratio"]
+    timed = {n: d["speedup"] for n, d in r["deploy"].items() if "speedup" in d}
+    if not ratio or not timed:
+        return "–"
+    best = max(timed, key=timed.get)
+    return f"{timed[best] / ratio:.2f} ({best})"
+
+
 def render_deployment(rows: list[dict[str, Any]]) -> list[str]:
     """The deployment-latency table: one row per method configuration, per runtime its
     speedup against the baseline exported to the same runtime (paired, IQR), the precision
@@ -406,7 +417,8 @@ def render_deployment(rows: list[dict[str, Any]]) -> list[str]:
     names = sorted({k for r in rows for k in r["deploy"]}, key=NAMES.index)
     table = [[r["model"], r["method"], r["config"] or "", str(r["seeds"]),
               f"{100 * r['miou']:.1f}", _fmt(r["madds_ratio"], ".2f")]
-             + [_deploy_cell(r["deploy"].get(n)) for n in names] for r in rows]
+             + [_deploy_cell(r["deploy"].get(n)) for n in names] + [_efficiency(r)]
+             for r in rows]
     reasons = sorted({f"{r['model']} / {' '.join(filter(None, (r['method'], r['config'])))}"
                       f" in {n}: "
                       f"{d['not_timed']}" for r in rows for n, d in r["deploy"].items()
@@ -415,10 +427,12 @@ def render_deployment(rows: list[dict[str, Any]]) -> list[str]:
              "Speedup (IQR of the per-round ratios) against the trained baseline exported to "
              "the same runtime and timed interleaved with the row in one process; then the "
              "precision the runtime ran the row in, read from its graph, and the agreement "
-             "of its argmax with the PyTorch model. `!`: a noisy timing. docs/runtimes.md "
-             "says what each runtime is.", "",
+             "of its argmax with the PyTorch model. `!`: a noisy timing. The last column "
+             "divides the best runtime's speedup by the MAdds reduction (for a pruned row, "
+             "the share of its saved arithmetic that became time). docs/runtimes.md says "
+             "what each runtime is.", "",
              tabulate(table, headers=["model", "method", "config", "seeds", "mIoU %",
-                                      "MAdds ×", *names],
+                                      "MAdds ×", *names, "speedup ÷ MAdds × (best)"],
                       tablefmt="github", disable_numparse=True), ""]
             + (["Not timed:", "", *[f"- {x}" for x in reasons], ""] if reasons else []))
 

@@ -70,4 +70,5 @@ def test_leaderboard_gets_a_deployment_table_and_keeps_its_csv(grid):
     assert "| torch" in table and "| onnxruntime" in table
     assert "int8, " in table and "not timed" in table
     assert "float emulation" in table  # the reason is listed under the table
+    assert "speedup ÷ MAdds × (best)" in table
     assert "deploy" not in files["leaderboard.csv"].splitlines()[0]
