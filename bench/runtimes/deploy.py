@@ -47,7 +47,7 @@ def skip_reason(model: nn.Module, row_runtime: str, runtime: str) -> str | None:
     """Why `runtime` cannot run this row, or None."""
     if isinstance(model, RuntimeModule):
         if runtime != model.runtime:
-            return f"the artifact is a {model.runtime} file, which {runtime} does not load"
+            return f"the artifact is a file of {model.runtime}, which {runtime} does not load"
         return None
     if row_runtime not in ("torch", runtime) and runtime not in READS_QDQ:
         return (f"the row's integer model ({row_runtime}) would run in {runtime} as float "

@@ -69,7 +69,7 @@ def test_runtime_module_holds_a_file_as_its_state(tiny):
 
 def test_skip_reasons_follow_what_the_row_is(tiny):
     m = RuntimeModule("openvino", {"xml": b"x", "bin": b"y"}, INT8)
-    assert "openvino file" in skip_reason(m, "openvino", "executorch")
+    assert "a file of openvino" in skip_reason(m, "openvino", "executorch")
     assert skip_reason(m, "openvino", "openvino") is None
     assert skip_reason(tiny, "torch", "executorch") is None  # a float row goes everywhere
     assert "float emulation" in skip_reason(tiny, "onnxruntime", "torch")
