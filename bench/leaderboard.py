@@ -419,10 +419,14 @@ def render_deployment(rows: list[dict[str, Any]]) -> list[str]:
               f"{100 * r['miou']:.1f}", _fmt(r["madds_ratio"], ".2f")]
              + [_deploy_cell(r["deploy"].get(n)) for n in names] + [_efficiency(r)]
              for r in rows]
-    reasons = sorted({f"{r['model']} / {' '.join(filter(None, (r['method'], r['config'])))}"
-                      f" in {n}: "
-                      f"{d['not_timed']}" for r in rows for n, d in r["deploy"].items()
-                      if "not_timed" in d})
+    reasons: dict[str, list[str]] = defaultdict(list)  # why -> the rows it applies to
+    for r in rows:
+        for d in r["deploy"].values():
+            if "not_timed" in d:
+                label = f"{r['model']} / {' '.join(filter(None, (r['method'], r['config'])))}"
+                if label not in reasons[d["not_timed"]]:
+                    reasons[d["not_timed"]].append(label)
+    notes = [f"- {', '.join(who)}: {why}" for why, who in sorted(reasons.items())]
     return (["### deployment latency: each row against the baseline in the same runtime", "",
              "Speedup (IQR of the per-round ratios) against the trained baseline exported to "
              "the same runtime and timed interleaved with the row in one process; then the "
@@ -434,7 +438,7 @@ def render_deployment(rows: list[dict[str, Any]]) -> list[str]:
              tabulate(table, headers=["model", "method", "config", "seeds", "mIoU %",
                                       "MAdds ×", *names, "speedup ÷ MAdds × (best)"],
                       tablefmt="github", disable_numparse=True), ""]
-            + (["Not timed:", "", *[f"- {x}" for x in reasons], ""] if reasons else []))
+            + (["Not timed:", "", *notes, ""] if notes else []))
 
 
 def render_markdown(rows: list[dict[str, Any]], failed: list[dict[str, Any]]) -> str:
