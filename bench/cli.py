@@ -53,6 +53,9 @@ def build_specs(args) -> list:
     eval_split = str(method_o.pop("eval_split", "val"))
     if eval_split not in EVAL_SPLITS:
         raise UsageError(f"unknown eval_split {eval_split!r}; valid: {', '.join(EVAL_SPLITS)}")
+    from bench.runtimes import parse_runtimes
+
+    runtimes = parse_runtimes(method_o.pop("runtimes", None))
     DATASETS.get(args.dataset)
     budget = get_budget(args.budget, budget_o, dataset=args.dataset)
     train = train_config({**train_defaults(args.dataset), **train_o})  # both checked on creation
@@ -73,7 +76,7 @@ def build_specs(args) -> list:
                 specs.append(RunSpec(model=model, method=v.spec, label=v.label,
                                      stages=v.resolved(), dataset=args.dataset, budget=budget,
                                      seed=seed, model_kwargs=dict(model_o), train=train,
-                                     eval_split=eval_split))
+                                     eval_split=eval_split, runtimes=runtimes))
     return specs
 
 
@@ -251,7 +254,9 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--executor", default="local", help="local | ray (RAY_ADDRESS to join)")
     add_results_option(r)
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override: <method field>, <stage>.<field>, train.*, model.*, budget.*")
+                   help="override: <method field>, <stage>.<field>, train.*, model.*, budget.*, "
+                   "eval_split, runtimes (comma list of torch, onnxruntime, openvino, "
+                   "executorch: every row also timed there)")
     r.add_argument("--dry-run", action="store_true",
                    help="print the grid, what is done or cached and the estimated time; "
                    "run nothing")

@@ -95,7 +95,13 @@ def identity_fields(obj: Any, names: tuple[str, ...] | None = None) -> dict[str,
     it differs from its default."""
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)
             if (names is None or f.name in names)
-            and not (f.metadata.get("new_field") and getattr(obj, f.name) == f.default)}
+            and not (f.metadata.get("new_field") and getattr(obj, f.name) == _default(f))}
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def setting(default: Any = dataclasses.MISSING, *, ge: float | None = None,

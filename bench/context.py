@@ -115,6 +115,7 @@ class RunContext(FactLog):
         spec = copy.copy(self.spec.baseline_spec())
         # the weights do not depend on the split a run is scored on: one cache entry
         spec.model, spec.model_kwargs, spec.eval_split = name, kw, "val"
+        spec.runtimes = []  # nor on the runtimes the run is also timed in
         key = spec.run_id
         t0 = time.perf_counter()
         if key not in self._baselines:

@@ -164,6 +164,48 @@ class OrtAgreement(Fact):
     ort_agreement_target_met: bool
 
 
+# -- deployment runtimes: read by the leaderboard's deployment-latency table ----------------
+
+@dataclass
+class DeployLatency(Fact):
+    """The row timed in each runtime the grid names (`--set runtimes=...`), every timing
+    paired with the trained baseline exported to the same runtime in the same process.
+    `runtimes` maps a runtime to the fields of `RuntimeTiming`, or to `{"skipped": why}`
+    when the row cannot run there, or `{"error": what}` when its export failed."""
+
+    key: ClassVar[str] = "deploy"
+    threads: int
+    runtimes: dict[str, dict[str, Any]]
+
+    def timings(self) -> dict[str, RuntimeTiming]:
+        """The runtimes that were timed, typed."""
+        names = {f.name for f in dataclasses.fields(RuntimeTiming)}
+        return {k: RuntimeTiming(**{n: v[n] for n in names if n in v})
+                for k, v in self.runtimes.items() if "speedup" in v}
+
+
+@dataclass
+class RuntimeTiming:
+    """One runtime's entry of `DeployLatency`."""
+
+    precision: str  # what the runtime computes in, read from its graph: fp32 or int8
+    baseline_precision: str
+    latency_ms: float
+    latency_iqr_ms: float
+    baseline_latency_ms: float
+    speedup: float  # median of the per-round ratios baseline / row
+    speedup_iqr: float
+    speedup_p2_5: float
+    speedup_p97_5: float
+    noisy: bool
+    # fraction of pixels whose argmax the runtime and the PyTorch model agree on, over
+    # `agreement_images` validation images; `reference` names that PyTorch model
+    agreement: float
+    agreement_images: int
+    reference: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
 # -- unstructured pruning: read by the sparsity figure ---------------------------------------
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 from tabulate import tabulate
 
 from bench.atomic import atomic_write_text
-from bench.facts import Distill, OrtTiming, Teacher, read
+from bench.facts import DeployLatency, Distill, OrtTiming, Teacher, read
 from bench.records import OK, iter_records, stale_reason
 from bench.spec import stable_hash
 
@@ -200,6 +200,7 @@ def build_rows(results: Path, malformed: list[Path] | None = None
             "device": _setting(r0)[0],
             "threads": _setting(r0)[1],
             **distill,
+            "deploy": _deploy_columns(recs),
         })
     _name_split_settings(rows)
     rows.sort(key=lambda r: (r["dataset"], r["budget"], r["model"], r["method"] != "none",
@@ -269,6 +270,31 @@ def _distill_columns(recs: list[dict[str, Any]], by_id: dict[str, dict[str, Any]
         out["delta_undistilled_ci95"] = paired_ci95(diffs)
     else:
         out["undistilled"] = "not run (" + ", ".join(sorted({i for i in ids if i})) + ")"
+    return out
+
+
+def _deploy_columns(recs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per runtime the row was also timed in (`facts.DeployLatency`): the mean over seeds
+    of its paired speedup against the baseline in that runtime, the speedup's IQR, the
+    precision it ran in and its argmax agreement with the PyTorch model; or why it was not
+    timed there."""
+    facts = [f for f in (read(r, DeployLatency) for r in recs) if f is not None]
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(k for f in facts for k in f.runtimes):
+        timed = [t for t in (f.timings().get(name) for f in facts) if t is not None]
+        if timed:
+            out[name] = {
+                "speedup": statistics.fmean(t.speedup for t in timed),
+                "speedup_iqr": statistics.fmean(t.speedup_iqr for t in timed),
+                "latency_ms": statistics.fmean(t.latency_ms for t in timed),
+                "precision": "/".join(sorted({t.precision for t in timed})),
+                "agreement": min(t.agreement for t in timed),
+                "noisy": any(t.noisy for t in timed),
+            }
+        else:
+            why = next(v.get("skipped") or v.get("error") for f in facts
+                       for k, v in f.runtimes.items() if k == name)
+            out[name] = {"not_timed": why}
     return out
 
 
@@ -358,6 +384,63 @@ def _distill_row(r: dict[str, Any]) -> list[str]:
             _pct(r["undistilled_miou"]), delta]
 
 
+def _deploy_cell(d: dict[str, Any] | None) -> str:
+    if d is None:
+        return "–"
+    if "not_timed" in d:
+        return "not timed"
+    return (f"{d['speedup']:.2f} ({d['speedup_iqr']:.2f}){' !' if d['noisy'] else ''} "
+            f"{d['precision']}, {100 * d['agreement']:.1f} %")
+
+
+def _efficiency(r: dict[str, Any]) -> str:
+    """The best runtime's speedup divided by the MAdds reduction: how much of a pruned
+    model's saving in arithmetic a runtime turns into time (1.0: all of it)."""
+    ratio = r["madds_ratio"]
+    timed = {n: d["speedup"] for n, d in r["deploy"].items() if "speedup" in d}
+    if not ratio or not timed:
+        return "–"
+    best = max(timed, key=timed.get)
+    return f"{timed[best] / ratio:.2f} ({best})"
+
+
+def render_deployment(rows: list[dict[str, Any]]) -> list[str]:
+    """The deployment-latency table: one row per method configuration, per runtime its
+    speedup against the baseline exported to the same runtime (paired, IQR), the precision
+    it ran in and the agreement of its argmax with the PyTorch model (the lowest over
+    seeds). Rows without deployment timings are left out; none: no table."""
+    rows = [r for r in rows if r.get("deploy")]
+    if not rows:
+        return []
+    from bench.runtimes import NAMES
+
+    names = sorted({k for r in rows for k in r["deploy"]}, key=NAMES.index)
+    table = [[r["model"], r["method"], r["config"] or "", str(r["seeds"]),
+              f"{100 * r['miou']:.1f}", _fmt(r["madds_ratio"], ".2f")]
+             + [_deploy_cell(r["deploy"].get(n)) for n in names] + [_efficiency(r)]
+             for r in rows]
+    reasons: dict[str, list[str]] = defaultdict(list)  # why -> the rows it applies to
+    for r in rows:
+        for d in r["deploy"].values():
+            if "not_timed" in d:
+                label = f"{r['model']} / {' '.join(filter(None, (r['method'], r['config'])))}"
+                if label not in reasons[d["not_timed"]]:
+                    reasons[d["not_timed"]].append(label)
+    notes = [f"- {', '.join(who)}: {why}" for why, who in sorted(reasons.items())]
+    return (["### deployment latency: each row against the baseline in the same runtime", "",
+             "Speedup (IQR of the per-round ratios) against the trained baseline exported to "
+             "the same runtime and timed interleaved with the row in one process; then the "
+             "precision the runtime ran the row in, read from its graph, and the agreement "
+             "of its argmax with the PyTorch model. `!`: a noisy timing. The last column "
+             "divides the best runtime's speedup by the MAdds reduction (for a pruned row, "
+             "the share of its saved arithmetic that became time). docs/runtimes.md says "
+             "what each runtime is.", "",
+             tabulate(table, headers=["model", "method", "config", "seeds", "mIoU %",
+                                      "MAdds ×", *names, "speedup ÷ MAdds × (best)"],
+                      tablefmt="github", disable_numparse=True), ""]
+            + (["Not timed:", "", *notes, ""] if notes else []))
+
+
 def render_markdown(rows: list[dict[str, Any]], failed: list[dict[str, Any]]) -> str:
     out = ["# segbench leaderboard", "",
            "Generated by `python -m bench leaderboard` from `runs/*.json`; columns are "
@@ -375,6 +458,7 @@ def render_markdown(rows: list[dict[str, Any]], failed: list[dict[str, Any]]) ->
                     "student trained without distillation", "",
                     tabulate([_distill_row(r) for r in distilled], headers=DISTILL_HEADERS,
                              tablefmt="github", disable_numparse=True), ""]
+        out += render_deployment(rs)
     if not rows:
         out += ["No finished runs yet.", ""]
     if failed:
@@ -430,7 +514,8 @@ def render_leaderboard(results: Path, malformed: list[Path] | None = None
     from bench.data import DATASETS
 
     rows, failed = build_rows(results, malformed)
-    csv_rows = [{k: v for k, v in r.items() if k != "per_class_delta"} for r in rows]
+    csv_rows = [{k: v for k, v in r.items() if k not in ("per_class_delta", "deploy")}
+                for r in rows]
     out = {"leaderboard.md": render_markdown(rows, failed),
            "leaderboard.csv": render_csv(csv_rows)}
     names = {n: list(DATASETS.get(n).class_names) for n in DATASETS.names()}

@@ -37,6 +37,7 @@ from bench.records import (
     read_record,
     write_record,
 )
+from bench.runtimes.base import complexity_model
 from bench.spec import RunSpec
 
 
@@ -145,12 +146,18 @@ def execute(spec: RunSpec, ctx: RunContext) -> dict[str, Any]:
     predict, runtime = select_predictor(loaded, path, loaded_stages, ctx)
     scores = ctx.evaluate(predict, desc=f"eval {spec.label}")
     timings["eval_s"] = scores.pop("eval_seconds")
-    cx = count_madds(loaded, ctx.input_shape)
+    cx = count_madds(complexity_model(loaded), ctx.input_shape)
     t = time.perf_counter()
     lat = measure_paired(predict, baseline_predictor(loaded_stages, runtime, ctx),
                          ctx.input_shape, ctx.device, runs=ctx.budget.latency_runs,
                          warmup=ctx.budget.latency_warmup)
     timings["latency_s"] = time.perf_counter() - t
+    if spec.runtimes:  # the row in every runtime the grid names (bench/runtimes/deploy.py)
+        from bench.runtimes.deploy import time_runtimes
+
+        t = time.perf_counter()
+        time_runtimes(ctx, loaded, runtime)
+        timings["deploy_s"] = time.perf_counter() - t
     size = path.stat().st_size
     dense = state_bytes_dense(loaded.state_dict())
     timings["total_s"] = time.perf_counter() - t_all

@@ -67,6 +67,9 @@ class RunSpec:
     train: TrainConfig = field(default_factory=TrainConfig)
     # the split the run is scored on: val (default, left out of the identity) or test
     eval_split: str = field(default="val", metadata=NEW_FIELD)
+    # deployment runtimes every row is also timed in (bench/runtimes); empty: each row in
+    # its own runtime only, as before this setting existed (left out of the identity)
+    runtimes: list[str] = field(default_factory=list, metadata=NEW_FIELD)
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -80,7 +83,7 @@ class RunSpec:
             "seed": self.seed,
             "train": self.train.identity(),
             "code_version": __version__,
-        } | identity_fields(self, names=("eval_split",))
+        } | identity_fields(self, names=("eval_split", "runtimes"))
 
     @property
     def run_id(self) -> str:
@@ -89,7 +92,7 @@ class RunSpec:
     def baseline_spec(self) -> RunSpec:
         return RunSpec(self.model, "none", "none", [{"method": "none", "version": 1, "config": {}}],
                        self.dataset, self.budget, self.seed, dict(self.model_kwargs), self.train,
-                       self.eval_split)
+                       self.eval_split, list(self.runtimes))
 
     @property
     def is_baseline(self) -> bool:
@@ -144,5 +147,5 @@ def spec_from_dict(d: dict[str, Any]) -> RunSpec:
         model=d["model"], method=d["method"], label=d.get("label", d["method"]),
         stages=d["stages"], dataset=d["dataset"], budget=Budget(**d["budget"]), seed=d["seed"],
         model_kwargs=d.get("model_kwargs", {}), train=TrainConfig(**d.get("train", {})),
-        eval_split=d.get("eval_split", "val"),
+        eval_split=d.get("eval_split", "val"), runtimes=list(d.get("runtimes", [])),
     )

@@ -138,3 +138,35 @@ def test_ci_lints_before_it_tests():
     steps = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert "make lint" in steps and "make test" in steps
     assert steps.index("make lint") < steps.index("make test")
+
+
+RUNTIME_PACKAGES = {"openvino", "nncf", "executorch", "torchao"}
+
+
+def test_runtimes_extra_has_lower_bounds_only_and_dev_includes_it():
+    """Every deployment runtime in one extra that CI's dev install pulls in; bounds from
+    below only, and never torch (a runtime must not move the torch a user has)."""
+    extras = _pyproject()["project"]["optional-dependencies"]
+    assert {_name(r) for r in extras["runtimes"]} == RUNTIME_PACKAGES
+    assert all(re.fullmatch(r"[\w-]+>=[\d.]+", r) for r in extras["runtimes"])
+    assert "segbench[runtimes]" in extras["dev"]
+    assert not any(_name(r) == "torch" for r in extras["runtimes"])
+
+
+def test_runtime_packages_are_imported_only_where_used():
+    """The method registry imports every plugin module and the CLI imports bench: neither
+    may need an optional runtime at import time, or a user without it could run nothing
+    (a missing runtime is a one-line error when a grid asks for it)."""
+    offenders = []
+    for package in ("bench", "methods", "models"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.parse(path.read_text(encoding="utf-8")).body:
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names
+                              if n.split(".")[0] in RUNTIME_PACKAGES]
+    assert offenders == []

@@ -12,6 +12,12 @@ by itself are patched for the duration of the export only:
   4x4 pyramid bins on a 12x15 map at CamVid's 360x480) has no ONNX symbolic either; it
   is swapped for the same bins written as two constant averaging matrices, exact at
   the export's fixed input size.
+* `nn.PReLU` with a slope per channel (ENet's encoder) is written as
+  `Relu(x) + slope * Min(x, 0)`, the same values bit for bit (one term is always zero):
+  onnxruntime's PRelu kernel broadcasts the slope element by element and took a third of
+  ENet's time, in float and in int8 alike, where the three vectorised ops take a quarter of
+  that (docs/runtimes.md has the profile). `export_onnx(..., decompose_prelu=False)`
+  keeps the PRelu node.
 * Weights are exported as initializers, never graph inputs, and the batch axis is dynamic
   while H and W are fixed: onnxruntime's layout and fusion passes need constant weights
   and static spatial shapes.
@@ -77,13 +83,29 @@ class MatmulAdaptiveAvgPool2d(nn.Module):
         return self._bins(h, oh, x) @ x @ self._bins(w, ow, x).T
 
 
+class DecomposedPReLU(nn.Module):
+    """`nn.PReLU` as relu(x) + slope * min(x, 0): equal to it in floating point (for every
+    x one of the terms is exactly zero), and exported as Relu, Min, Mul and Add."""
+
+    def __init__(self, prelu: nn.PReLU):
+        super().__init__()
+        self.prelu = prelu  # the same parameter: nothing is copied
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.prelu.weight
+        if w.numel() > 1:  # per channel: broadcast over N, H, W
+            w = w.reshape(1, -1, *([1] * (x.dim() - 2)))
+        return torch.relu(x) + w * torch.minimum(x, torch.zeros((), dtype=x.dtype))
+
+
 def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 @contextlib.contextmanager
-def exportable(model: nn.Module) -> Iterator[nn.Module]:
-    """Temporarily replace modules the exporter cannot handle; restores them after."""
+def exportable(model: nn.Module, decompose_prelu: bool = False) -> Iterator[nn.Module]:
+    """Temporarily replace modules the exporter cannot handle (and, on request, PReLU by
+    its decomposition); restores them after."""
     swapped = []
     for name, m in list(model.named_modules()):
         if isinstance(m, nn.MaxUnpool2d):
@@ -92,6 +114,9 @@ def exportable(model: nn.Module) -> Iterator[nn.Module]:
         elif isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size not in (1, (1, 1)):
             swapped.append((name, m))  # a global pool exports natively (GlobalAveragePool)
             model.set_submodule(name, MatmulAdaptiveAvgPool2d(m))
+        elif decompose_prelu and type(m) is nn.PReLU:
+            swapped.append((name, m))
+            model.set_submodule(name, DecomposedPReLU(m))
     try:
         yield model
     finally:
@@ -99,7 +124,8 @@ def exportable(model: nn.Module) -> Iterator[nn.Module]:
             model.set_submodule(name, m)
 
 
-def export_onnx(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
+def export_onnx(model: nn.Module, input_shape: tuple[int, ...],
+                decompose_prelu: bool = True) -> bytes:
     """ONNX bytes of `model` (eval mode, CPU) for inputs of `input_shape` (any batch)."""
     was_training = model.training
     model.eval()
@@ -108,7 +134,7 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
     x = torch.zeros(*input_shape)
     buf = io.BytesIO()
     try:
-        with exportable(model), torch.no_grad(), warnings.catch_warnings():
+        with exportable(model, decompose_prelu), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model, (x,), buf, dynamo=False, opset_version=OPSET, export_params=True,

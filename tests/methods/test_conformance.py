@@ -37,8 +37,13 @@ CHEAPEST: dict[str, dict] = {
     "at": {"layers": "output"},
     "qat": {"epochs": 0},
     "ptq": {"calibration_images": 2},
+    "nncf_ptq": {"calibration_images": 2},
+    "pt2e_ptq": {"calibration_images": 2},
 }
 NAMES = sorted(set(METHODS.names()) | set(PIPELINES.names()))
+# end-to-end runs too slow for the default suite, run with `-m slow`: pt2e_ptq lowers two
+# ExecuTorch programs (its own and the float baseline's), 1-4 minutes on 2 cores
+SLOW = {"pt2e_ptq"}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +69,8 @@ def _spec(name: str, budget) -> RunSpec:
                    dataset="synthetic", budget=budget, seed=0, model_kwargs=MODEL_KWARGS)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in NAMES])
 def test_method_runs_reloads_and_checks(name, shared):
     results, budget = shared
     rec = run_one(_spec(name, budget), results=results, device=torch.device("cpu"))

@@ -140,3 +140,34 @@ def test_quantized_convs_become_integer_kernels_and_match_pytorch(act_bits):
     with torch.no_grad():
         diff = np.abs(grid - sub(x).numpy()) / step
     assert (diff < 1e-3).mean() > 0.95 and diff.max() < 2.5
+
+
+@pytest.mark.parametrize("channels", [1, 6])
+def test_decomposed_prelu_is_prelu_bit_for_bit(channels):
+    from methods.onnx.export import DecomposedPReLU
+
+    p = nn.PReLU(channels)
+    with torch.no_grad():
+        p.weight.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 6, 5, 7)
+    x[0, 0, 0, :3] = torch.tensor([0.0, -0.0, 1e-30])
+    assert torch.equal(DecomposedPReLU(p)(x), p(x))
+
+
+def test_prelu_is_exported_decomposed_unless_asked_and_computes_the_same():
+    """onnxruntime's PRelu kernel is slow (docs/runtimes.md): the export writes Relu, Min,
+    Mul, Add by default, with the same outputs, and keeps PRelu on request."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.PReLU(8)).eval()
+    with torch.no_grad():
+        m[1].weight.uniform_(0.0, 0.5)
+    shape = (1, 3, 8, 8)
+    ops = count_ops(export_onnx(m, shape), optimized=False)
+    assert "PRelu" not in ops and {"Relu", "Min", "Mul", "Add"} <= set(ops)
+    assert "PRelu" in count_ops(export_onnx(m, shape, decompose_prelu=False), optimized=False)
+    x = torch.randn(*shape)
+    out = make_session(export_onnx(m, shape), threads=1).run(None, {"images": x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(out, m(x).numpy(), atol=1e-6, rtol=1e-6)
+    with exportable(m):
+        assert type(m[1]) is nn.PReLU  # decomposed only for the ONNX export

@@ -1,0 +1,6 @@
+"""What the peer-toolkit plugins share (registers no method): a compressed model that is a
+runtime's own file (an OpenVINO IR from NNCF, an ExecuTorch program from PT2E), stored as
+the artifact's bytes and evaluated and timed in that runtime.
+
+    runtime_file   `RuntimeFileMethod`: the base of `nncf_ptq` and `pt2e_ptq`
+"""
