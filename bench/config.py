@@ -82,10 +82,14 @@ class Range:
 
 
 def setting(default: Any, *, ge: float | None = None, gt: float | None = None,
-            le: float | None = None, lt: float | None = None, choices=None) -> Any:
+            le: float | None = None, lt: float | None = None, choices=None,
+            added: bool = False) -> Any:
     """A settings field with its default and its valid range (a list or dict default is
-    copied per instance)."""
-    meta = {"range": Range(ge, gt, le, lt, tuple(choices) if choices is not None else None)}
+    copied per instance). `added=True` marks a field added to a method after runs were
+    recorded: at its default it is left out of the run id (`identity_dict`), so adding a
+    setting does not invalidate the finished runs of the method."""
+    meta = {"range": Range(ge, gt, le, lt, tuple(choices) if choices is not None else None),
+            "added": added}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -149,6 +153,24 @@ def describe_field(f: dataclasses.Field, tp: Any) -> str:
     if rng is not None and rng.choices is not None:
         return extra + (" or null" if _is_union(tp) and type(None) in _args(tp) else "")
     return f"{words} {extra}".strip()
+
+
+def identity_dict(config: Any) -> dict[str, Any]:
+    """The settings as hashed into run ids and written to records: every field, except
+    one declared `added` that still has its default (see `setting`)."""
+    out = {}
+    for f in dataclasses.fields(config):
+        v = getattr(config, f.name)
+        if f.metadata.get("added") and v == _default(f):
+            continue
+        out[f.name] = copy.deepcopy(v)
+    return out
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def field_types(cls: type) -> dict[str, Any]:

@@ -65,7 +65,7 @@ import torch
 from torch import nn
 
 from bench.artifact import EncodedTensor
-from bench.config import ConfigError, Settings
+from bench.config import ConfigError, Settings, identity_dict
 from bench.headline import HEADLINE
 from bench.registry import Registry, UnknownNameError
 
@@ -276,8 +276,10 @@ class Stage:
         return self.method.name
 
     def config_dict(self) -> dict[str, Any]:
+        """The stage's settings as run ids hash them (a setting added later counts only
+        away from its default: bench.config.identity_dict)."""
         c = self.method.config
-        return dataclasses.asdict(c) if dataclasses.is_dataclass(c) else {}
+        return identity_dict(c) if dataclasses.is_dataclass(c) else {}
 
 
 @dataclass
