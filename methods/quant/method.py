@@ -114,8 +114,8 @@ class QuantMethod(Method):
         a = "32" if c.act_bits == 32 else str(c.act_bits)
         w = c.weight_bits
         if c.auto_bits:
-            w = "mix" + (f"<={c.size_budget_mb:g}MB" if c.size_budget_mb is not None
-                         else f"~{c.mean_weight_bits:g}b")
+            w = "auto(" + (f"{c.size_budget_mb:g}MB" if c.size_budget_mb is not None
+                           else f"{c.mean_weight_bits:g}b") + ")"
         return f"W{w}A{a}" + ("" if c.per_channel else " per-tensor")
 
     # hooks of `ptq`'s algorithms; `qat` keeps the defaults (calibration only)

@@ -92,7 +92,7 @@ def allocate(sens: dict[str, dict[int, float]], numel: dict[str, int],
              budget: int) -> dict[str, int]:
     """Bit-width per layer minimising the summed sensitivity with the packed codes within
     `budget` bytes; NotApplicable when even 2 bits everywhere do not fit."""
-    names = list(sens)
+    names, budget = list(sens), int(budget)
     least = sum(code_bytes(numel[n], min(AUTO_BITS)) for n in names)
     if least > budget:
         raise NotApplicable(f"the size budget leaves {budget} bytes for the chosen layers' "
