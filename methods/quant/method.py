@@ -62,7 +62,7 @@ class QuantMethodConfig(Settings):
 
     # 2..8, or "auto": per-layer widths from {2, 4, 8} chosen under a size budget
     # (methods/quant/mixed.py; needs size_budget_mb or mean_weight_bits)
-    weight_bits: int | str = setting(8, ge=2, le=8)
+    weight_bits: int | str = setting(8, choices=(2, 3, 4, 5, 6, 7, 8, "auto"))
     # 4..8, or 32 for weight-only quantization
     act_bits: int = setting(8, choices=(4, 5, 6, 7, 8, 32))
     per_channel: bool = True  # per-output-channel weight scales (else per tensor)
@@ -80,8 +80,6 @@ class QuantMethodConfig(Settings):
     def __post_init__(self) -> None:
         super().__post_init__()
         w = self.weight_bits
-        if isinstance(w, str) and w != "auto":
-            raise ConfigError("weight_bits", w, "an integer in [2, 8] or auto")
         budgets = (self.size_budget_mb is not None) + (self.mean_weight_bits is not None)
         if w == "auto" and budgets != 1:
             raise ConfigError("weight_bits", w, "auto with exactly one of size_budget_mb "
