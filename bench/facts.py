@@ -220,3 +220,21 @@ class UnstructuredSparsity(Fact):
     schedule_events: list[tuple[int, float]] = field(default_factory=list)  # (step, sparsity)
     schedule_completed_in_finetuning: bool = True
     latency_kernel: str = ""
+
+
+# -- mixed-precision quantization (weight_bits=auto) ------------------------------------------
+
+@dataclass
+class MixedPrecision(Fact):
+    """The per-layer weight widths a `weight_bits=auto` run chose, and what it chose from:
+    each chosen layer's sensitivity (relative squared error of the logits with only that
+    layer's weights quantized, by bit-width) and the byte budget of their packed codes."""
+
+    key: ClassVar[str] = "mixed_precision"
+    layer_bits: dict[str, int]  # every quantized layer -> its weight bit-width
+    chosen_layers: int  # layers whose width was chosen (the rest: first_last_bits)
+    code_budget_bytes: int  # what the chosen layers' packed codes may take
+    chosen_code_bytes: int  # what they take
+    planned_payload_bytes: int  # the artifact's tensors as planned (header not counted)
+    sensitivity: dict[str, dict[str, float]]  # layer -> bits -> relative logit error
+    sensitivity_images: int

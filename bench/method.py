@@ -278,12 +278,9 @@ class Stage:
         return self.method.name
 
     def config_dict(self) -> dict[str, Any]:
-        c = self.method.config
-        return dataclasses.asdict(c) if dataclasses.is_dataclass(c) else {}
-
-    def identity(self) -> dict[str, Any]:
-        """The config as the run id hashes it: settings added later (`setting(...,
-        new=True)`) only when they differ from their default."""
+        """The stage's settings as run ids hash them and records and artifact headers
+        hold them: a setting added later (`setting(..., new=True)`) only where it differs
+        from its default (bench.config.identity_fields)."""
         c = self.method.config
         return identity_fields(c) if dataclasses.is_dataclass(c) else {}
 
@@ -304,7 +301,7 @@ class Variant:
         return out
 
     def resolved(self) -> list[dict[str, Any]]:
-        return [{"method": s.name, "version": s.method.version, "config": s.identity()}
+        return [{"method": s.name, "version": s.method.version, "config": s.config_dict()}
                 for s in self.stages()]
 
     def describe(self) -> str:

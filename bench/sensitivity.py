@@ -79,21 +79,44 @@ def _selected(names: Sequence[str], patterns: Sequence[str] | None) -> list[str]
     return out
 
 
-def _unstructured_rows(model: nn.Module, sparsities, patterns, miou) -> Iterator[tuple]:
-    """(layer, weights, sparsity, achieved, miou, error) pruning one layer's weights."""
-    from methods.pruning.masks import apply_masks, magnitude_masks, weight_layers
-
-    layers = weight_layers(model)
-    for name in _selected(list(layers), patterns):
-        w = layers[name].weight
+def one_weight_at_a_time(model: nn.Module, names: Sequence[str], levels: Sequence,
+                         perturb, score) -> Iterator[tuple[str, object, float]]:
+    """(layer, level, score) for every layer and level: `perturb(layer_module, level)`
+    changes that one layer's weight in place, `score(model)` measures the model, and the
+    weight is restored before the next. The loop behind the pruning sensitivity here and
+    the per-layer bit-width sensitivity of mixed-precision quantization
+    (methods/quant/mixed.py)."""
+    for name in names:
+        w = model.get_submodule(name).weight
         saved = w.detach().clone()
-        for s in sparsities:
-            masks = magnitude_masks({name: w}, s, "layer")
-            apply_masks(model, masks)
-            achieved = 1.0 - float(torch.count_nonzero(w)) / w.numel()
-            yield name, w.numel(), s, achieved, miou(model), ""
+        try:
+            for level in levels:
+                with torch.no_grad():
+                    perturb(model.get_submodule(name), level)
+                yield name, level, score(model)
+                with torch.no_grad():
+                    w.copy_(saved)
+        finally:
             with torch.no_grad():
                 w.copy_(saved)
+
+
+def _unstructured_rows(model: nn.Module, sparsities, patterns, miou) -> Iterator[tuple]:
+    """(layer, weights, sparsity, achieved, miou, error) pruning one layer's weights."""
+    from methods.pruning.masks import magnitude_masks, weight_layers
+
+    layers = weight_layers(model)
+    achieved = {}
+
+    def prune(layer: nn.Module, s: float) -> None:
+        w = layer.weight
+        w.mul_(next(iter(magnitude_masks({"w": w}, s, "layer").values())).to(w.device))
+        achieved[id(layer), s] = 1.0 - float(torch.count_nonzero(w)) / w.numel()
+
+    for name, s, m in one_weight_at_a_time(model, _selected(list(layers), patterns),
+                                           sparsities, prune, miou):
+        layer = layers[name]
+        yield name, layer.weight.numel(), s, achieved[id(layer), s], m, ""
 
 
 def _structured_rows(model: nn.Module, sparsities, patterns, miou, ctx) -> Iterator[tuple]:

@@ -23,6 +23,8 @@ class QAT(QuantMethod):
         {"weight_bits": 4, "act_bits": 8},
         {"weight_bits": 4, "act_bits": 4},
         {"weight_bits": 2, "act_bits": 8},
+        # mixed precision at the bytes of uniform 4-bit (the W4A8 row above)
+        {"weight_bits": "auto", "mean_weight_bits": 4.0, "act_bits": 8},
     ]
 
     @dataclass

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from brevitas import nn as qnn
 from brevitas.graph.calibrate import calibration_mode
+from brevitas.inject.enum import StatsOp
 from brevitas.quant import (
     Int8ActPerTensorFloat,
     Int8WeightPerChannelFloat,
@@ -36,26 +37,34 @@ from methods.quant.plan import QuantPlan
 SUB8_ACT_PERCENTILE = 99.9  # calibration percentile for activations below 8 bits
 
 
-def weight_quantizer(bits: int, per_channel: bool):
-    if bits >= 8:
+def weight_quantizer(bits: int, per_channel: bool, stats: str = "percentile"):
+    """`stats="minmax"`: the max-abs scale at every width (the textbook baseline the PTQ
+    algorithms are compared with); otherwise max-abs at 8 bits, MSE below."""
+    if bits >= 8 or stats == "minmax":
         base = Int8WeightPerChannelFloat if per_channel else Int8WeightPerTensorFloat
     else:
         base = Int8WeightPerChannelFloatMSE if per_channel else Int8WeightPerTensorFloatMSE
     return base.let(bit_width=bits)
 
 
-def act_quantizer(spec: ActSpec | None):
+def act_quantizer(spec: ActSpec | None, stats: str = "percentile"):
+    """`stats="minmax"`: scale from each calibration batch's maximum magnitude (brevitas's
+    running average of it over the batches); otherwise from a percentile."""
     if spec is None:
         return None
     base = Int8ActPerTensorFloat if spec.signed else Uint8ActPerTensorFloat
+    if stats == "minmax":
+        return base.let(bit_width=spec.bits, scaling_stats_op=StatsOp.MAX)
     # a narrower grid is better spent on the bulk of the distribution than on its tail
     percentile = 99.999 if spec.bits >= 8 else SUB8_ACT_PERCENTILE
     return base.let(bit_width=spec.bits, high_percentile_q=percentile)
 
 
-def _brevitas_layer(m: nn.Module, spec: LayerSpec, in_q: ActSpec | None) -> nn.Module:
-    common = dict(weight_quant=weight_quantizer(spec.w_bits, spec.per_channel),
-                  input_quant=act_quantizer(in_q), output_quant=act_quantizer(spec.out_q),
+def brevitas_layer(m: nn.Module, spec: LayerSpec, in_q: ActSpec | None,
+                   stats: str = "percentile") -> nn.Module:
+    common = dict(weight_quant=weight_quantizer(spec.w_bits, spec.per_channel, stats),
+                  input_quant=act_quantizer(in_q, stats),
+                  output_quant=act_quantizer(spec.out_q, stats),
                   bias=m.bias is not None, return_quant_tensor=False)
     if type(m) is nn.Conv2d:
         q = qnn.QuantConv2d(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride,
@@ -76,14 +85,15 @@ def _brevitas_layer(m: nn.Module, spec: LayerSpec, in_q: ActSpec | None) -> nn.M
     return q.to(m.weight.device)
 
 
-def to_brevitas(model: nn.Module, plan: QuantPlan) -> nn.Module:
+def to_brevitas(model: nn.Module, plan: QuantPlan, stats: str = "percentile") -> nn.Module:
     """Replace the plan's layers and ReLUs by brevitas quantized modules (in place). A tied
-    input quantizer is left out here: its input already lies on the tied grid."""
+    input quantizer is left out here: its input already lies on the tied grid. `stats`:
+    how scales are initialised ("percentile", today's default, or "minmax")."""
     for name, spec in plan.layers.items():
         in_q = None if name in plan.ties else spec.in_q
-        model.set_submodule(name, _brevitas_layer(model.get_submodule(name), spec, in_q))
+        model.set_submodule(name, brevitas_layer(model.get_submodule(name), spec, in_q, stats))
     for name, spec in plan.acts.items():
-        model.set_submodule(name, qnn.QuantReLU(act_quant=act_quantizer(spec),
+        model.set_submodule(name, qnn.QuantReLU(act_quant=act_quantizer(spec, stats),
                                                 return_quant_tensor=False))
     return model
 

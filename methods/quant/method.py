@@ -15,6 +15,7 @@ reload, and run on onnxruntime.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,8 @@ from torch import nn
 
 from bench.artifact import EncodedTensor
 from bench.atomic import atomic_write_bytes
-from bench.config import Settings, setting
-from bench.facts import OrtAgreement, OrtGraph, QuantLayers
+from bench.config import ConfigError, Settings, setting
+from bench.facts import MixedPrecision, OrtAgreement, OrtGraph, QuantLayers
 from bench.method import Method
 from methods.codecs.int_pack import encode_int_tensor
 from methods.onnx.export import export_onnx
@@ -59,7 +60,9 @@ AGREEMENT_IMAGES = 8  # validation images the agreement is measured on
 class QuantMethodConfig(Settings):
     """The settings `qat` and `ptq` share (their Config subclasses this)."""
 
-    weight_bits: int = setting(8, ge=2, le=8)
+    # 2..8, or "auto": per-layer widths from {2, 4, 8} chosen under a size budget
+    # (methods/quant/mixed.py; needs size_budget_mb or mean_weight_bits)
+    weight_bits: int | str = setting(8, choices=(2, 3, 4, 5, 6, 7, 8, "auto"))
     # 4..8, or 32 for weight-only quantization
     act_bits: int = setting(8, choices=(4, 5, 6, 7, 8, 32))
     per_channel: bool = True  # per-output-channel weight scales (else per tensor)
@@ -69,10 +72,30 @@ class QuantMethodConfig(Settings):
     calibration_images: int | None = setting(None, ge=1)
     # onnxruntime integer-conv layout: auto (timed), nhwc, nchw
     ort_layout: str = setting("auto", choices=LAYOUTS)
+    # weight_bits=auto: the artifact's tensor payload in MB (1e6 bytes; header not counted)
+    size_budget_mb: float | None = setting(None, gt=0, new=True)
+    # weight_bits=auto: the budget as mean bits per chosen weight (4: uniform 4-bit's bytes)
+    mean_weight_bits: float | None = setting(None, ge=2, le=8, new=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        w = self.weight_bits
+        budgets = (self.size_budget_mb is not None) + (self.mean_weight_bits is not None)
+        if w == "auto" and budgets != 1:
+            raise ConfigError("weight_bits", w, "auto with exactly one of size_budget_mb "
+                              "or mean_weight_bits set")
+        if w != "auto" and budgets:
+            field = "size_budget_mb" if self.size_budget_mb is not None else "mean_weight_bits"
+            raise ConfigError(field, getattr(self, field), "null unless weight_bits=auto")
+
+    @property
+    def auto_bits(self) -> bool:
+        return self.weight_bits == "auto"
 
     def quant_config(self) -> QuantConfig:
-        return QuantConfig(self.weight_bits, self.act_bits, self.per_channel,
-                           self.first_last_bits)
+        # weight_bits=auto plans at 8 bits; mixed.py then sets each layer's width
+        w = 8 if self.auto_bits else self.weight_bits
+        return QuantConfig(w, self.act_bits, self.per_channel, self.first_last_bits)
 
 
 class QuantMethod(Method):
@@ -87,7 +110,20 @@ class QuantMethod(Method):
     def describe(self) -> str:
         c = self.config
         a = "32" if c.act_bits == 32 else str(c.act_bits)
-        return f"W{c.weight_bits}A{a}" + ("" if c.per_channel else " per-tensor")
+        w = c.weight_bits
+        if c.auto_bits:
+            w = "auto(" + (f"{c.size_budget_mb:g}MB" if c.size_budget_mb is not None
+                           else f"{c.mean_weight_bits:g}b") + ")"
+        return f"W{w}A{a}" + ("" if c.per_channel else " per-tensor")
+
+    # hooks of `ptq`'s algorithms; `qat` keeps the defaults (calibration only)
+    scale_stats = "percentile"
+
+    def preprocess(self, ctx, model: nn.Module, trace) -> None:
+        """Change the folded float model before it is quantized (equalization)."""
+
+    def postprocess(self, ctx, model: nn.Module, images: torch.Tensor) -> None:
+        """Change the calibrated brevitas model (GPTQ, AdaRound, bias correction)."""
 
     # -- compression -----------------------------------------------------------------
     def compress(self, ctx, model: nn.Module) -> nn.Module:
@@ -99,8 +135,12 @@ class QuantMethod(Method):
         trace = trace_dataflow(model, images[:1].to(ctx.device))
         self.plan = plan_quantization(model, trace, self.config.quant_config())
         fold_batchnorms(model, self.plan.folds)
-        to_brevitas(model, self.plan)
+        self.preprocess(ctx, model, trace)
+        if self.config.auto_bits:
+            self._choose_bits(ctx, model, images)
+        to_brevitas(model, self.plan, self.scale_stats)
         calibrate(model, images, ctx.budget.batch_size, ctx.device)
+        self.postprocess(ctx, model, images)
         ctx.report(QuantLayers(
             quant_layers=len(self.plan.layers),
             quant_folded_batchnorms=len(self.plan.folds),
@@ -110,6 +150,39 @@ class QuantMethod(Method):
             calibration_images=len(images),
         ))
         return model
+
+    def _choose_bits(self, ctx, model: nn.Module, images: torch.Tensor) -> None:
+        """weight_bits=auto: measure, allocate under the budget, write the widths into the
+        plan, and record the table and the choice."""
+        from methods.quant import mixed
+
+        c = self.config
+        plan = self._require_plan()
+        pinned = set(plan.edges)  # first_last_bits keeps these at its width
+        chosen = [n for n in plan.layers if n not in pinned]
+        numel = {n: model.get_submodule(n).weight.numel() for n in chosen}
+        fixed = mixed.fixed_bytes(model, plan)
+        pinned_bytes = sum(mixed.code_bytes(model.get_submodule(n).weight.numel(),
+                                            plan.layers[n].w_bits) for n in pinned)
+        if c.size_budget_mb is not None:
+            budget = int(c.size_budget_mb * 1e6) - fixed - pinned_bytes
+        else:
+            budget = sum(math.ceil(k * c.mean_weight_bits / 8) for k in numel.values())
+        m = min(mixed.SENSITIVITY_IMAGES, len(images))
+        sens = mixed.sensitivity(model, plan, chosen, images[:m], ctx.budget.batch_size,
+                                 ctx.device)
+        bits = mixed.allocate(sens, numel, budget)
+        mixed.with_bits(plan, bits)
+        codes = sum(mixed.code_bytes(numel[n], b) for n, b in bits.items())
+        ctx.report(MixedPrecision(
+            layer_bits={n: s.w_bits for n, s in plan.layers.items()},
+            chosen_layers=len(chosen),
+            code_budget_bytes=budget,
+            chosen_code_bytes=codes,
+            planned_payload_bytes=fixed + pinned_bytes + codes,
+            sensitivity={n: {str(b): v for b, v in t.items()} for n, t in sens.items()},
+            sensitivity_images=m,
+        ))
 
     def finalize(self, ctx, model: nn.Module) -> nn.Module:
         from methods.quant.brevitas_layers import freeze

@@ -65,6 +65,8 @@ class QuantPlan:
     ties: dict[str, str] = field(default_factory=dict)
     # layer -> the quantizer its input comes straight from (the layer has no in_q)
     feeds: dict[str, str] = field(default_factory=dict)
+    # the first and last layers `first_last_bits` pinned (planning only: not in the meta)
+    edges: list[str] = field(default_factory=list)
 
     def to_meta(self) -> dict[str, Any]:
         return {"folds": [list(f) for f in self.folds],
@@ -184,6 +186,7 @@ def plan_quantization(model: nn.Module, trace: Trace, cfg: QuantConfig) -> Quant
     w_bits = {c.name: cfg.weight_bits for c in compute}
     if cfg.first_last_bits is not None:
         edge = [compute[0]] + [c for c in compute if on_output_path(y[c.name])]
+        plan.edges = list(dict.fromkeys(c.name for c in edge))
         for c in edge:
             w_bits[c.name] = cfg.first_last_bits
             how, src = inputs[c.name]

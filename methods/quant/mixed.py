@@ -1,0 +1,136 @@
+"""Mixed precision: each layer's weight bit-width chosen from its measured sensitivity
+under a size budget (`weight_bits=auto`), as HAWQ-v3 (Yao et al. 2021, an integer program
+over per-layer bit-widths) and AIMET's AMP do.
+
+1. **Sensitivity.** One layer at a time (bench/sensitivity.py's loop), its weights are
+   replaced by their brevitas-quantized values at 2, 4 and 8 bits (the very quantizer the
+   run then uses) and the model's logits on the first calibration images are compared
+   with the float model's: the relative squared error ||f_q(x) - f(x)||² / ||f(x)||².
+   Activations stay float, so the table isolates what each layer's weight width costs.
+2. **Allocation.** The total sensitivity (summed over layers, HAWQ's additive model) is
+   minimised subject to the packed weight codes fitting the budget: a multiple-choice
+   knapsack, solved exactly by dynamic programming over the bytes (each layer's size
+   rounded up to the grid, so the budget always holds).
+3. The plan's layers take the chosen widths; the artifact packs each layer's codes at its
+   own width (`int_packed`), so the bytes are the file's, and the record keeps the table
+   and the choice (`bench.facts.MixedPrecision`).
+
+Layers pinned by `first_last_bits` keep that width and are not chosen.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.method import NotApplicable
+from bench.sensitivity import one_weight_at_a_time
+from methods.quant.modules import LayerSpec
+from methods.quant.plan import QuantPlan
+
+AUTO_BITS = (2, 4, 8)
+SENSITIVITY_IMAGES = 8  # calibration images the per-layer table is measured on
+GRID_STEPS = 4096  # resolution of the knapsack over the code budget
+
+
+def code_bytes(numel: int, bits: int) -> int:
+    """Bytes of `numel` codes packed at `bits` (methods/codecs/int_pack.py)."""
+    return (numel * bits + 7) // 8
+
+
+def fixed_bytes(model: nn.Module, plan: QuantPlan) -> int:
+    """Artifact payload that does not depend on the weight widths: every float tensor
+    other than the quantized weights, the weight scales and the activation scales (the
+    header is not counted)."""
+    quantized = {f"{n}.weight" for n in plan.layers}
+    total = sum(t.numel() * t.element_size() for k, t in model.state_dict().items()
+                if k not in quantized)
+    for name, spec in plan.layers.items():
+        w = model.get_submodule(name).weight
+        axis = 1 if isinstance(model.get_submodule(name), nn.ConvTranspose2d) else 0
+        total += 4 * (w.shape[axis] if spec.per_channel else 1)
+        total += 4 * ((spec.in_q is not None) + (spec.out_q is not None))
+    return total + 4 * len(plan.acts)
+
+
+@torch.no_grad()
+def sensitivity(model: nn.Module, plan: QuantPlan, layers: list[str], images: torch.Tensor,
+                batch_size: int, device: torch.device) -> dict[str, dict[int, float]]:
+    """layer -> bits -> relative squared error of the logits with only that layer's
+    weights quantized at `bits`."""
+    model.eval()
+    batches = [images[i : i + batch_size].to(device) for i in range(0, len(images), batch_size)]
+    ref = [model(x) for x in batches]
+    norm = sum(float((r.double() ** 2).sum()) for r in ref) or 1.0
+
+    def quantize(layer: nn.Module, bits: int) -> None:
+        per_channel = plan.layers[_name[id(layer)]].per_channel
+        layer.weight.copy_(_quantized_weight(layer, bits, per_channel))
+
+    def score(m: nn.Module) -> float:
+        return sum(float(((m(x) - r).double() ** 2).sum()) for x, r in zip(batches, ref)) / norm
+
+    _name = {id(model.get_submodule(n)): n for n in layers}
+    out: dict[str, dict[int, float]] = {n: {} for n in layers}
+    for name, bits, err in one_weight_at_a_time(model, layers, AUTO_BITS, quantize, score):
+        out[name][bits] = err
+    return out
+
+
+def _quantized_weight(layer: nn.Module, bits: int, per_channel: bool) -> torch.Tensor:
+    """The layer's weights through the run's brevitas weight quantizer at `bits`."""
+    from methods.quant.brevitas_layers import brevitas_layer
+
+    q = brevitas_layer(layer, LayerSpec(bits, per_channel), None)
+    return q.quant_weight().value.detach()
+
+
+def allocate(sens: dict[str, dict[int, float]], numel: dict[str, int],
+             budget: int) -> dict[str, int]:
+    """Bit-width per layer minimising the summed sensitivity with the packed codes within
+    `budget` bytes; NotApplicable when even 2 bits everywhere do not fit."""
+    names, budget = list(sens), int(budget)
+    least = sum(code_bytes(numel[n], min(AUTO_BITS)) for n in names)
+    if least > budget:
+        raise NotApplicable(f"the size budget leaves {budget} bytes for the chosen layers' "
+                            f"weights; at {min(AUTO_BITS)} bits everywhere they need {least}")
+    most = sum(code_bytes(numel[n], max(AUTO_BITS)) for n in names)
+    if most <= budget:
+        return {n: max(AUTO_BITS) for n in names}
+    step = max(1, math.ceil(budget / GRID_STEPS))
+    units = budget // step
+    inf = float("inf")
+    cost = np.zeros(units + 1)  # best summed sensitivity using at most u units
+    choice = []
+    for n in names:
+        new = np.full(units + 1, inf)
+        pick = np.full(units + 1, -1, dtype=np.int64)
+        for k, b in enumerate(AUTO_BITS):
+            c = math.ceil(code_bytes(numel[n], b) / step)
+            if c > units:
+                continue
+            cand = np.full(units + 1, inf)
+            cand[c:] = cost[: units + 1 - c] + sens[n][b]
+            better = cand < new
+            new[better], pick[better] = cand[better], k
+        cost = new
+        choice.append(pick)
+    if not np.isfinite(cost[units]):  # the grid's rounding left no room (tiny budgets)
+        raise NotApplicable(f"no bit-widths in {AUTO_BITS} fit {budget} bytes on a "
+                            f"{step}-byte grid")
+    out, u = {}, units
+    for n, pick in zip(reversed(names), reversed(choice)):
+        b = AUTO_BITS[int(pick[u])]
+        out[n] = b
+        u -= math.ceil(code_bytes(numel[n], b) / step)
+    return {n: out[n] for n in names}
+
+
+def with_bits(plan: QuantPlan, bits: dict[str, int]) -> None:
+    """Set the chosen layers' weight widths in the plan (in place)."""
+    for name, b in bits.items():
+        s = plan.layers[name]
+        plan.layers[name] = LayerSpec(b, s.per_channel, s.in_q, s.out_q)
