@@ -117,21 +117,27 @@ def test_runtime_dependencies_hold_no_test_or_lint_tools():
     assert {"pytest", "pytest-benchmark", "ruff"} <= dev
 
 
-def test_installed_packages_do_not_import_dev_tools():
-    dev_only = {"pytest", "pytest_benchmark", "ruff"}
-    offenders = []
+def _imports(top_level_only: bool) -> list[tuple[str, str]]:
+    """(file, imported module) of every absolute import in the installed packages; only
+    those run at import time (module level) with `top_level_only`."""
+    found = []
     for package in ("bench", "methods", "models"):
         for path in sorted((ROOT / package).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in tree.body if top_level_only else ast.walk(tree):
                 if isinstance(node, ast.Import):
                     names = [a.name for a in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     names = [node.module]
                 else:
                     continue
-                offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names
-                              if n.split(".")[0] in dev_only]
-    assert offenders == []
+                found += [(str(path.relative_to(ROOT)), n) for n in names]
+    return found
+
+
+def test_installed_packages_do_not_import_dev_tools():
+    dev_only = {"pytest", "pytest_benchmark", "ruff"}
+    assert [f"{p}: {n}" for p, n in _imports(False) if n.split(".")[0] in dev_only] == []
 
 
 def test_ci_lints_before_it_tests():
@@ -157,16 +163,5 @@ def test_runtime_packages_are_imported_only_where_used():
     """The method registry imports every plugin module and the CLI imports bench: neither
     may need an optional runtime at import time, or a user without it could run nothing
     (a missing runtime is a one-line error when a grid asks for it)."""
-    offenders = []
-    for package in ("bench", "methods", "models"):
-        for path in sorted((ROOT / package).rglob("*.py")):
-            for node in ast.parse(path.read_text(encoding="utf-8")).body:
-                if isinstance(node, ast.Import):
-                    names = [a.name for a in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names = [node.module]
-                else:
-                    continue
-                offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names
-                              if n.split(".")[0] in RUNTIME_PACKAGES]
-    assert offenders == []
+    assert [f"{p}: {n}" for p, n in _imports(True)
+            if n.split(".")[0] in RUNTIME_PACKAGES] == []

@@ -6,7 +6,6 @@ reloaded artifact, through the runtime the run was evaluated with."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -16,7 +15,7 @@ import torch
 from bench.evaluate import confusion
 from bench.plots import loading
 from bench.plots import records as R
-from bench.plots.style import save, slug
+from bench.plots.style import per_group
 
 
 def pick_runs(recs: list[dict]) -> list[dict]:
@@ -60,17 +59,9 @@ def draw(runs: list[dict], results: Path, title: str):
 
 
 def plot(results: Path, out_dir: Path, models: list[str] | None = None) -> list[Path]:
-    groups = R.groups(R.ok_records(results, models))
-    written = []
-    for key, recs in groups.items():
+    def one(recs: list[dict], title: str):
         runs = pick_runs(recs)
-        if not runs:
-            continue
-        stem, title = R.group_name(key, list(groups))
-        try:
-            fig = draw(runs, results, f"{title}: confusion on the validation split")
-        except Exception as e:  # e.g. an artifact or the dataset absent here: skip, say why
-            print(f"plots: skip confusion of {stem}: {type(e).__name__}: {e}", file=sys.stderr)
-            continue
-        written += save(fig, out_dir, slug("confusion", stem))
-    return written
+        return draw(runs, results, f"{title}: confusion on the validation split") if runs \
+            else None
+
+    return per_group(results, out_dir, models, "confusion", one)

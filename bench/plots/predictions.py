@@ -5,7 +5,6 @@ Columns are titled with the run's method and its validation mIoU."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -17,7 +16,7 @@ from matplotlib.patches import Patch
 
 from bench.plots import loading
 from bench.plots import records as R
-from bench.plots.style import save, slug
+from bench.plots.style import per_group
 
 N_IMAGES = 3
 MAX_METHODS = 8  # compressed runs shown beside the baseline (smallest artifacts first)
@@ -83,15 +82,6 @@ def draw(runs: list[dict], results: Path, title: str):
 
 
 def plot(results: Path, out_dir: Path, models: list[str] | None = None) -> list[Path]:
-    groups = R.groups(R.ok_records(results, models))
-    written = []
-    for key, recs in groups.items():
-        runs = pick_runs(recs)
-        stem, title = R.group_name(key, list(groups))
-        try:
-            fig = draw(runs, results, f"{title}: predictions on fixed validation images")
-        except Exception as e:  # e.g. an artifact deleted since the run: skip, say why
-            print(f"plots: skip predictions of {stem}: {type(e).__name__}: {e}", file=sys.stderr)
-            continue
-        written += save(fig, out_dir, slug("predictions", stem))
-    return written
+    return per_group(results, out_dir, models, "predictions",
+                     lambda recs, title: draw(pick_runs(recs), results,
+                                              f"{title}: predictions on fixed validation images"))

@@ -37,3 +37,27 @@ def save(fig, out_dir: Path, name: str) -> list[Path]:
     atomic_write(paths[1], lambda f: fig.savefig(f, format="pdf"))
     plt.close(fig)
     return paths
+
+
+def per_group(results: Path, out_dir: Path, models: list[str] | None, kind: str,
+              draw) -> list[Path]:
+    """One `kind` figure per (model, kwargs, dataset, budget) group of finished runs:
+    `draw(records, title)` returns a figure, or None when the group has nothing to show;
+    a group whose figure fails (an artifact or dataset absent here) is skipped with the
+    reason on stderr, and the other groups still draw."""
+    import sys
+
+    from bench.plots import records as R
+
+    groups = R.groups(R.ok_records(results, models))
+    written = []
+    for key, recs in groups.items():
+        stem, title = R.group_name(key, list(groups))
+        try:
+            fig = draw(recs, title)
+        except Exception as e:
+            print(f"plots: skip {kind} of {stem}: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
+        if fig is not None:
+            written += save(fig, out_dir, slug(kind, stem))
+    return written
