@@ -48,7 +48,7 @@ def draw(runs: list[dict], results: Path, title: str):
         sns.heatmap(100 * m.numpy(), ax=ax, vmin=0, vmax=100, cmap="viridis", square=True,
                     annot=n <= 12, fmt=".0f", annot_kws={"fontsize": 6}, cbar=False,
                     xticklabels=names, yticklabels=names)
-        who = "baseline" if r["method"] == "none" else r.get("label", r["method"])
+        who = "baseline" if r["method"] == "none" else R.method_label(r)
         ax.set_title(f"{who}: mIoU {100 * r['metrics']['miou']:.1f}%", fontsize=8)
         ax.set_xlabel("predicted", fontsize=7)
         ax.set_ylabel("true (row %)", fontsize=7)
