@@ -72,9 +72,10 @@ class PTQ(QuantMethod):
     def preprocess(self, ctx, model, trace) -> None:
         self._regions = None
         if self.config.equalize:
-            from methods.quant.algorithms import equalize
+            from methods.quant.algorithms import brevitas_quietly, equalize
 
-            self._regions = equalize(model, trace, self._require_plan())
+            with brevitas_quietly():
+                self._regions = equalize(model, trace, self._require_plan())
 
     def postprocess(self, ctx, model, images) -> None:
         import time
@@ -83,12 +84,14 @@ class PTQ(QuantMethod):
 
         c, bs, dev = self.config, ctx.budget.batch_size, ctx.device
         t0 = time.perf_counter()
-        if c.algorithm in ("gptq", "gpfq"):
-            algorithms.gpxq(model, c.algorithm, images, bs, dev)
-        elif c.algorithm == "adaround":
-            algorithms.adaround(model, images, bs, dev, c.adaround_iters, seed=ctx.spec.seed)
-        if c.bias_correction:
-            algorithms.bias_correction(model, images, bs, dev)
+        with algorithms.brevitas_quietly():
+            if c.algorithm in ("gptq", "gpfq"):
+                algorithms.gpxq(model, c.algorithm, images, bs, dev)
+            elif c.algorithm == "adaround":
+                algorithms.adaround(model, images, bs, dev, c.adaround_iters,
+                                    seed=ctx.spec.seed)
+            if c.bias_correction:
+                algorithms.bias_correction(model, images, bs, dev)
         if c.algorithm in algorithms.ROUNDING or c.equalize or c.bias_correction:
             ctx.report(PTQAlgorithm(c.algorithm, self._regions, c.bias_correction,
                                     round(time.perf_counter() - t0, 2)))

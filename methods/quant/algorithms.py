@@ -25,11 +25,34 @@ act_quantizer in brevitas_layers.py); they need nothing here.
 
 from __future__ import annotations
 
+import contextlib
+import re
+import warnings
+
 import torch
 from torch import nn
 
 from methods.quant.plan import QuantPlan
 from methods.quant.trace import Trace
+
+# brevitas's own notices, printed by every run that reaches its graph algorithms: its fx
+# module's deprecation, an optional kernel package it falls back from, and GPTQ/GPFQ leaving
+# transposed convolutions to round-to-nearest (docs/quantization.md says so)
+BREVITAS_NOTICES = ("brevitas.fx is deprecated", "fast_hadamard_transform package not found",
+                    "ConvTranspose is temporarily unsupported for GPxQ")
+
+
+@contextlib.contextmanager
+def brevitas_quietly():
+    """Run brevitas's graph algorithms without its known notices on stderr."""
+    with warnings.catch_warnings():
+        for notice in BREVITAS_NOTICES:
+            warnings.filterwarnings("ignore", message=re.escape(notice))
+        yield
+
+
+with brevitas_quietly():  # the first import of brevitas's graph package prints two of them
+    import brevitas.graph.equalize  # noqa: E402, F401
 
 ALGORITHMS = ("minmax", "percentile", "adaround", "gptq", "gpfq")
 ROUNDING = ("adaround", "gptq", "gpfq")  # the ones that change the weights' rounding
