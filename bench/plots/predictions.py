@@ -42,6 +42,11 @@ def pick_runs(recs: list[dict]) -> list[dict]:
     return bases[:1] + others[:MAX_METHODS]
 
 
+def _heading(rec: dict) -> str:
+    """The run's method, its settings on a line of their own (columns are narrow)."""
+    return R.method_label(rec).replace(" (", "\n(", 1)
+
+
 def draw(runs: list[dict], results: Path, title: str):
     ctx = loading.run_context(runs[0], results)
     images, labels = loading.val_images(ctx, N_IMAGES)
@@ -56,7 +61,7 @@ def draw(runs: list[dict], results: Path, title: str):
     fig, axes = plt.subplots(len(images), cols, figsize=(2.1 * cols, 2.2 * len(images) + 1.0),
                              squeeze=False)
     heads = ["input", "ground truth"] + [
-        f"{'baseline' if r['method'] == 'none' else r.get('label', r['method'])}\n"
+        f"{'baseline' if r['method'] == 'none' else _heading(r)}\n"
         f"{R.kwargs_label(r) + chr(10) if R.kwargs_label(r) else ''}"
         f"mIoU {100 * r['metrics']['miou']:.1f}%, {r['metrics']['size_bytes'] / 1e6:.2f} MB"
         for r in runs]
