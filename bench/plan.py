@@ -152,7 +152,11 @@ def summary(plan: list[PlannedRun]) -> str:
     n = defaultdict(int)
     for p in plan:
         n[p.state] += 1
-    from bench.tables.estimate import NETWORK_EFFICIENCY, madds_per_second
+    from bench.tables.estimate import (
+        NETWORK_EFFICIENCY,
+        madds_per_second,
+        now_madds_per_second,
+    )
 
     total = sum(p.seconds for p in plan)
     from_records = sum(p.seconds for p in plan if "records" in p.source)
@@ -166,7 +170,9 @@ def summary(plan: list[PlannedRun]) -> str:
     parts.append(f"{n[NEW]} new ({trains} baseline{'s' if trains != 1 else ''} to train)")
     where = (f"{duration(from_records)} of it from finished records, the rest from the "
              f"MAdds estimate at the {NETWORK_EFFICIENCY * madds_per_second() / 1e9:.1f} "
-             f"GMAdds/s this machine runs now" if estimated else "from finished records")
+             f"GMAdds/s this machine has reached, "
+             f"{NETWORK_EFFICIENCY * now_madds_per_second() / 1e9:.1f} now"
+             if estimated else "from finished records")
     return (", ".join(parts) + f"; estimated {duration(total)} on this machine "
             f"({torch.get_num_threads()} threads; {where})")
 

@@ -88,3 +88,22 @@ def test_the_estimate_follows_the_stages_schedules(make_spec, results):
     assert pruned_kd < kd / 2
     assert cost("cheapconv") > 5 * cost("huffman")
     assert cost("prune_structured") < pruned_kd
+
+
+def test_the_estimate_uses_the_best_throughput_this_machine_has_shown(tmp_path,
+                                                                      monkeypatch):
+    """A busy moment must not stretch the plan: the rate is the best seen (kept in the
+    cache), while the one-line summary also says what the host runs at now."""
+    from bench.tables import estimate as est
+
+    monkeypatch.setenv("SEGBENCH_DATA_CACHE", str(tmp_path))
+    rates = iter([30e9, 3e9])
+    monkeypatch.setattr(est, "measured_madds_per_second", lambda: next(rates))
+    for expected_now in (30e9, 3e9):
+        est.madds_per_second.cache_clear()
+        est.now_madds_per_second.cache_clear()
+        assert est.madds_per_second() == 30e9
+        assert est.now_madds_per_second() == expected_now
+    assert list(json.loads((tmp_path / "throughput.json").read_text()).values()) == [30e9]
+    est.madds_per_second.cache_clear()
+    est.now_madds_per_second.cache_clear()
