@@ -1,6 +1,7 @@
 """Conformance: `python -m bench verify` reloads every ok run's artifact from its bytes,
 checks each stage's declared property on the loaded tensors, re-evaluates on the
-validation split and demands the recorded mIoU exactly. A leaderboard row that does not
+validation split and demands the recorded mIoU exactly (at the run's own thread count:
+a float sum over another number of threads rounds in another order). A leaderboard row that does not
 pass this is not to be trusted, whichever plugin produced it."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from bench.artifact import ArtifactError
@@ -48,10 +50,22 @@ def verify_record(rec: dict, results: Path, device_name: str = "cpu",
                      data_root=record_data_root(rec, data_root))
     model.to(device)
     predict, _ = select_predictor(model, path, stages, ctx)
-    miou = ctx.evaluate(predict, desc=f"verify {rec['run_id']}")["miou"]
+    miou = evaluate_as_recorded(ctx, predict, rec)
     if miou != rec["metrics"]["miou"]:
         problems.append(f"mIoU {miou!r} != recorded {rec['metrics']['miou']!r}")
     return problems
+
+
+def evaluate_as_recorded(ctx: RunContext, predict, rec: dict) -> float:
+    """The mIoU of `predict`, evaluated at the thread count the run recorded."""
+    threads = (rec.get("env") or {}).get("threads")
+    before = torch.get_num_threads()
+    if isinstance(threads, int) and threads >= 1:
+        torch.set_num_threads(threads)
+    try:
+        return ctx.evaluate(predict, desc=f"verify {rec['run_id']}")["miou"]
+    finally:
+        torch.set_num_threads(before)
 
 
 def select_records(results: Path, runs: list[str] | None = None,

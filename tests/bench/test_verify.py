@@ -38,3 +38,23 @@ def test_verify_cli_fails_a_run_whose_recorded_miou_is_wrong_and_checks_only_tha
     assert main([*args, "--run", fp16["run_id"]]) == 1
     assert "mIoU" in capsys.readouterr().err
     assert main([*args, "--run", "nope"]) == 2
+
+
+def test_reevaluation_runs_at_the_recorded_thread_count_and_restores_the_callers(monkeypatch):
+    """A 1-thread run re-evaluated at 2 threads differed in the 7th digit of its mIoU."""
+    import torch
+
+    from bench.verify import evaluate_as_recorded
+
+    seen = []
+
+    class Ctx:
+        def evaluate(self, predict, desc):
+            seen.append(torch.get_num_threads())
+            return {"miou": 0.5}
+
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    assert evaluate_as_recorded(Ctx(), None, {"run_id": "r", "env": {"threads": other}}) == 0.5
+    assert evaluate_as_recorded(Ctx(), None, {"run_id": "r"}) == 0.5  # older record: as set
+    assert seen == [other, before] and torch.get_num_threads() == before
