@@ -112,10 +112,8 @@ class RunContext(FactLog):
         seed, and its cache info (`run_id`, training cost). Returns a private copy."""
         name = name or self.spec.model
         kw = kwargs if kwargs or name != self.spec.model else dict(self.spec.model_kwargs)
-        spec = copy.copy(self.spec.baseline_spec())
-        # the weights do not depend on the split a run is scored on: one cache entry
-        spec.model, spec.model_kwargs, spec.eval_split = name, kw, "val"
-        spec.runtimes = []  # nor on the runtimes the run is also timed in
+        spec = self.spec.weights_spec()
+        spec.model, spec.model_kwargs = name, kw
         key = spec.run_id
         t0 = time.perf_counter()
         if key not in self._baselines:

@@ -114,16 +114,17 @@ def make_plan(specs: list[RunSpec], results: Path) -> list[PlannedRun]:
                 out.append(PlannedRun(spec, wave_name, DONE, 0.0, "–", False))
                 continue
             rec = read_record(results, spec.run_id)
-            cached = spec.is_baseline and cache_paths(results, spec.run_id)[0].exists()
+            weights = spec.weights_spec().run_id  # a baseline's trained weights
+            cached = spec.is_baseline and cache_paths(results, weights)[0].exists()
             state = RETRY if rec and rec.get("status") == FAILED else CACHED if cached else NEW
-            trains = spec.is_baseline and not cached and spec.run_id not in planned_baselines
+            trains = spec.is_baseline and not cached and weights not in planned_baselines
             for label, times in sources:
                 own, train = times.own(spec), times.training(spec) if trains else None
                 if own is not None and (not trains or train is not None):
                     seconds = own[0] + (train[0] if train else 0.0)
                     source = f"{label} ({own[1]})"
                     if trains:
-                        planned_baselines.add(spec.run_id)
+                        planned_baselines.add(weights)
                     break
             else:
                 classes = DATASETS.get(spec.dataset).num_classes

@@ -94,6 +94,14 @@ class RunSpec:
                        self.dataset, self.budget, self.seed, dict(self.model_kwargs), self.train,
                        self.eval_split, list(self.runtimes))
 
+    def weights_spec(self) -> RunSpec:
+        """The baseline spec that names its trained weights: the split a run is scored on
+        and the runtimes it is also timed in change no weight, so they are left at their
+        defaults, and every such run shares one cache entry (`weights_spec().run_id`)."""
+        spec = self.baseline_spec()
+        spec.eval_split, spec.runtimes = "val", []
+        return spec
+
     @property
     def is_baseline(self) -> bool:
         return self.method == "none"

@@ -145,7 +145,7 @@ def estimate(spec: RunSpec, results: Path, num_classes: int, static_of,
     work, fixed = 0.0, SECONDS_PER_RUN + 2 * io(spec.model, spec.model_kwargs)
 
     def need_baseline(model: str, kwargs: dict) -> bool:
-        base = spec.baseline_spec()
+        base = spec.weights_spec()
         base.model, base.model_kwargs = model, dict(kwargs)
         key = base.run_id
         if key in planned_baselines or cache_paths(results, key)[0].exists():

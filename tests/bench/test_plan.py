@@ -53,6 +53,23 @@ def test_plan_reads_done_runs_cached_baselines_and_this_machines_records(
     assert plan[("none", 2)].seconds > plan[("none", 1)].seconds
 
 
+def test_a_baseline_timed_in_other_runtimes_reuses_the_trained_weights(
+        results, make_spec, run_spec):
+    """`none` with runtimes is a row of its own (another run id) but trains nothing: the
+    plan said "2 baselines to train, 66 min" for a grid whose weights were cached."""
+    run_spec(make_spec("none", "enet"))
+    timed = make_spec("none", "enet")
+    timed.runtimes = ["torch", "onnxruntime"]
+    assert timed.run_id != make_spec("none", "enet").run_id
+    assert timed.weights_spec().run_id == make_spec("none", "enet").run_id
+    (p,) = make_plan([timed], results)
+    assert p.state == CACHED and not p.trains_baseline
+    fresh = make_spec("none", "enet", seed=3)
+    fresh.runtimes = ["torch"]
+    (p,) = make_plan([fresh], results)
+    assert p.state == NEW and p.trains_baseline
+
+
 def test_headline_is_one_configuration_per_family():
     from bench.headline import HEADLINE
     from bench.method import expand_methods, families
