@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models._common import no_pretrained_backbone
+from models._common import MatMul, no_pretrained_backbone
 from models.registry import register_model
 
 B0 = dict(widths=(32, 64, 160, 256), depths=(2, 2, 2, 2), heads=(1, 2, 5, 8),
@@ -61,6 +61,11 @@ class EfficientAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.sr = nn.Conv2d(dim, dim, sr, sr) if sr > 1 else None
         self.norm = nn.LayerNorm(dim) if sr > 1 else None
+        # modules, not torch.matmul / torch.softmax: quantization puts a quantizer on each
+        # matmul operand and on the softmax's output (methods/quant/plan.py); no
+        # parameters, the same values
+        self.qk, self.av = MatMul(transpose_b=True), MatMul()
+        self.softmax = nn.Softmax(dim=-1)
 
     def head_layers(self) -> dict[nn.Module, int]:
         """The projections whose outputs split into heads, with their number of head-sized
@@ -79,8 +84,8 @@ class EfficientAttention(nn.Module):
             ctx = self.sr(x.transpose(1, 2).reshape(n, c, h, w)).flatten(2).transpose(1, 2)
             ctx = self.norm(ctx)
         k, v = self.kv(ctx).reshape(n, -1, 2, self.heads, q.shape[-1]).permute(2, 0, 3, 1, 4)
-        attn = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(n, t, -1))
+        attn = self.softmax(self.qk(q, k) * self.scale)
+        return self.proj(self.av(attn, v).transpose(1, 2).reshape(n, t, -1))
 
 
 class MixFFN(nn.Module):
