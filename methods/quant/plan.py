@@ -105,14 +105,17 @@ class QuantPlan:
     # activation x activation products written as torch functions, left float (planning
     # only: the record's QuantSites fact reports it)
     float_matmuls: int = 0
+    # PReLU / LayerNorm / GELU / Softmax modules left without an output quantizer, by
+    # type (planning only, like `float_matmuls`)
+    float_posts: dict[str, int] = field(default_factory=dict)
 
     def post_counts(self, model: nn.Module) -> dict[str, int]:
         """Output quantizers by the type of module they follow (e.g. {"LayerNorm": 9})."""
         out: dict[str, int] = {}
         for name in self.posts:
-            t = type(model.get_submodule(name))
-            t = type(t.module) if t is PostQuant else t  # after to_brevitas / freeze
-            out[t.__name__] = out.get(t.__name__, 0) + 1
+            m = model.get_submodule(name)
+            t = type(m.module if isinstance(m, PostQuant) else m).__name__  # wrapped or not
+            out[t] = out.get(t, 0) + 1
         return dict(sorted(out.items()))
 
     def to_meta(self) -> dict[str, Any]:
@@ -205,9 +208,27 @@ def plan_quantization(model: nn.Module, trace: Trace, cfg: QuantConfig) -> Quant
             sources[key] = ActSpec(cfg.act_bits, True)
             source_of[v] = key
 
+    integer_ops = (*COMPUTE, MatMul)
+
+    def read_by_integer_op(v: int) -> bool:
+        """Whether a conv, linear or MatMul reads `v`, directly or through ops that keep
+        a quantizer's grid (reshapes, transposes, max-pooling)."""
+        for c in trace.consumers(v):
+            if c.module is not None and isinstance(c.module, integer_ops):
+                return True
+            grid = (c.module is not None and isinstance(c.module, _GRID_MODULES)) or (
+                c.module is None and c.name in _GRID_FUNCS)
+            if grid and c.inputs and c.inputs[0] == v and any(
+                    read_by_integer_op(o) for o in c.outputs):
+                return True
+        return False
+
     for c in trace.calls_of(POST_QUANT):
         v = c.outputs[0] if c.outputs else None
-        if not quant_acts or v is None or not _single_call(trace, c) or on_output_path(v):
+        if not quant_acts or v is None or not _single_call(trace, c) or \
+                on_output_path(v) or not read_by_integer_op(v):
+            t = type(c.module).__name__
+            plan.float_posts[t] = plan.float_posts.get(t, 0) + 1
             continue
         key = f"post:{c.name}"
         sources[key] = ActSpec(cfg.act_bits, not isinstance(c.module, _NONNEG_POST))
