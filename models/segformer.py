@@ -18,8 +18,9 @@ forward takes widths from the projections, so head dimensions can be pruned); th
 attention matmuls (QK^T, AV) are parameter-free activations x activations products and,
 like BatchNorm and GELU, cost nothing under the zoo's conv/linear MAdd convention
 (models/describe.py); they and the softmax are modules (`MatMul`, `nn.Softmax`) so that
-quantization can put a quantizer on each operand (methods/quant/plan.py). Stochastic depth (0.1 in the
-paper's training recipe) is left out: it is a training regulariser with no parameters.
+quantization can put a quantizer on each operand (methods/quant/plan.py). Stochastic
+depth (0.1 in the paper's training recipe) is left out: it is a training regulariser with
+no parameters.
 Inputs of at least 32x32 pixels work at any size (the stage-1 reduction conv is 8x8 at
 stride 4); logits are upsampled bilinearly to the input size.
 """
