@@ -11,12 +11,15 @@ reads DequantizeLinear inputs and writes straight into a QuantizeLinear:
   even when float work follows it (PReLU, unpooling, residual additions);
 * conv outputs that reach the model output only through cropping, reshaping, resizing or
   additions stay float (the logits);
-* the output of a PReLU, LayerNorm, GELU or Softmax module is quantized once, where it is
-  produced (signed; unsigned after Softmax), like a ReLU's: every consumer reads the same
+* the output of a PReLU, LayerNorm, GELU or Softmax module that a conv, linear or matmul
+  reads (directly or through grid-keeping ops, below) is quantized once, where it is
+  produced (signed; unsigned after Softmax), like a ReLU's: every reader gets the same
   codes, and the float op sits between one DequantizeLinear and one QuantizeLinear (no
-  integer kernel in onnxruntime takes it, so that is the smallest float island it can
-  be). The conv before a PReLU keeps its own output quantizer: onnxruntime fuses a conv
-  into QLinearConv only when a QuantizeLinear follows it (docs/quantization.md);
+  onnxruntime integer kernel takes it, so that is the smallest float island it can be).
+  An output only float ops read (a residual add) gets none: there it would only add a
+  QuantizeLinear/DequantizeLinear pair. The conv before a PReLU keeps its own output
+  quantizer: onnxruntime fuses a conv into QLinearConv only when a QuantizeLinear
+  follows it (docs/quantization.md has both alternatives measured on ENet);
 * a conv input that no quantizer produced gets its own quantizer, except where it comes
   from one through value-preserving ops (max pooling, slicing, reshapes, transposes,
   unbinding): there it reuses that quantizer's scale, so the op can run on int8 in
