@@ -125,6 +125,20 @@ class QuantLayers(Fact):
 
 
 @dataclass
+class QuantSites(Fact):
+    """What the quantization plan did beyond convolutions and linears (transformers,
+    PReLU): output quantizers by the type of module they follow, the modules of those
+    types left float (their output reaches no integer op, or only the logits), and the
+    activation x activation matmuls with both operands quantized or left float."""
+
+    key: ClassVar[str] = "quant_sites"
+    output_quantizers: dict[str, int]  # e.g. {"GELU": 8, "LayerNorm": 13, "Softmax": 8}
+    float_outputs: dict[str, int]
+    quantized_matmuls: int
+    float_matmuls: int
+
+
+@dataclass
 class OrtGraph(Fact):
     """What onnxruntime runs for a quantized row: threads, memory layout, how many
     operators run in integer form and how many convolutions stayed float."""

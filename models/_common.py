@@ -1,6 +1,6 @@
 """Helpers shared by the zoo's builders (underscore: the registry does not import it as a model).
 
-Two jobs only:
+Three jobs only:
 
 * `pad_to_multiple` / `PadCrop`: every zoo model must return logits at the input's exact
   H x W for *any* size (CamVid is 360x480, our synthetic data 128x128, tests use 97x131).
@@ -14,6 +14,8 @@ Two jobs only:
   code). So we build the network without weights and load torchvision's file ourselves,
   from `$SEGBENCH_WEIGHTS_DIR` or the torch hub cache, only if its SHA-256 starts with the
   hash prefix torchvision publishes in the file name, with `torch.load(weights_only=True)`.
+* `MatMul`: an activation x activation product (attention) as a module, so quantization
+  can place a quantizer on each operand.
 """
 
 from __future__ import annotations
@@ -38,6 +40,23 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph))
     return x, (h, w)
+
+
+class MatMul(nn.Module):
+    """`a @ b` (or `a @ bᵀ` over the last two axes) between two activations, as a module:
+    so a quantizer can be put on each operand right where the product reads it
+    (methods/quant/plan.py), which `torch.matmul` in a forward gives no place for. No
+    parameters; free under the zoo's conv/linear MAdd convention."""
+
+    def __init__(self, transpose_b: bool = False):
+        super().__init__()
+        self.transpose_b = transpose_b
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a @ (b.transpose(-2, -1) if self.transpose_b else b)
+
+    def extra_repr(self) -> str:
+        return f"transpose_b={self.transpose_b}"
 
 
 class PadCrop(nn.Module):

@@ -17,8 +17,10 @@ quantisation tools see them (attention declares its head layout in `head_layers`
 forward takes widths from the projections, so head dimensions can be pruned); the two
 attention matmuls (QK^T, AV) are parameter-free activations x activations products and,
 like BatchNorm and GELU, cost nothing under the zoo's conv/linear MAdd convention
-(models/describe.py). Stochastic depth (0.1 in the
-paper's training recipe) is left out: it is a training regulariser with no parameters.
+(models/describe.py); they and the softmax are modules (`MatMul`, `nn.Softmax`) so that
+quantization can put a quantizer on each operand (methods/quant/plan.py). Stochastic
+depth (0.1 in the paper's training recipe) is left out: it is a training regulariser with
+no parameters.
 Inputs of at least 32x32 pixels work at any size (the stage-1 reduction conv is 8x8 at
 stride 4); logits are upsampled bilinearly to the input size.
 """
@@ -29,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models._common import no_pretrained_backbone
+from models._common import MatMul, no_pretrained_backbone
 from models.registry import register_model
 
 B0 = dict(widths=(32, 64, 160, 256), depths=(2, 2, 2, 2), heads=(1, 2, 5, 8),
@@ -61,6 +63,11 @@ class EfficientAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.sr = nn.Conv2d(dim, dim, sr, sr) if sr > 1 else None
         self.norm = nn.LayerNorm(dim) if sr > 1 else None
+        # modules, not torch.matmul / torch.softmax: quantization puts a quantizer on each
+        # matmul operand and on the softmax's output (methods/quant/plan.py); no
+        # parameters, the same values
+        self.qk, self.av = MatMul(transpose_b=True), MatMul()
+        self.softmax = nn.Softmax(dim=-1)
 
     def head_layers(self) -> dict[nn.Module, int]:
         """The projections whose outputs split into heads, with their number of head-sized
@@ -79,8 +86,8 @@ class EfficientAttention(nn.Module):
             ctx = self.sr(x.transpose(1, 2).reshape(n, c, h, w)).flatten(2).transpose(1, 2)
             ctx = self.norm(ctx)
         k, v = self.kv(ctx).reshape(n, -1, 2, self.heads, q.shape[-1]).permute(2, 0, 3, 1, 4)
-        attn = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(n, t, -1))
+        attn = self.softmax(self.qk(q, k) * self.scale)
+        return self.proj(self.av(attn, v).transpose(1, 2).reshape(n, t, -1))
 
 
 class MixFFN(nn.Module):

@@ -3,9 +3,23 @@ gradients and learned scales for QAT, runtime-statistics calibration for PTQ.
 
 `to_brevitas` swaps the plan's layers for `brevitas.nn` ones (QuantConv2d,
 QuantConvTranspose2d, QuantLinear with their input/output quantizers; QuantReLU for the
-ReLUs that carry a quantizer), `calibrate` initialises every activation scale from
+ReLUs that carry a quantizer; a QuantIdentity after each PReLU, LayerNorm, GELU and
+Softmax whose output the plan quantizes), `calibrate` initialises every activation scale from
 calibration images with `brevitas.graph.calibrate.calibration_mode`, and `freeze` reads the
 integer weights and scales back out into the frozen layers of methods/quant/modules.py.
+
+Why LayerNorm, GELU and Softmax are float ops with a QuantIdentity on their output, not
+brevitas quantized layers: brevitas 0.13 has no quantized LayerNorm or GELU module
+(`brevitas.nn` offers QuantReLU/Sigmoid/Tanh/HardTanh/HardSwish and, for BatchNorm only,
+QuantScaleBias), and no runtime we ship to has an integer LayerNorm, GELU or Softmax
+kernel either (onnxruntime runs them in float between a DequantizeLinear and a
+QuantizeLinear). What makes the transformer integer is that every matmul and Linear
+reads quantized codes: quantizing each such output once, where it is produced, gives
+every consumer (Q, K/V and the spatial-reduction conv all read one LayerNorm) the same
+codes and a learned scale. brevitas's QuantScaledDotProductAttention would quantize the
+attention operands too, but it replaces the whole attention (its own projections and
+layout); our plan instead finds the operands already on a quantizer's grid (the Q and
+KV Linears' output quantizers through reshapes, the Softmax's unsigned quantizer).
 
 Quantizer choice: 8-bit weights use brevitas's max-abs scale (recomputed from the weights);
 narrower weights use its MSE-initialised learned scale, since max-abs wastes most of a
@@ -31,7 +45,15 @@ from brevitas.quant import (
 )
 from torch import nn
 
-from methods.quant.modules import ActQuant, ActSpec, LayerSpec, frozen_layer, qrange
+from methods.quant.modules import (
+    ActQuant,
+    ActSpec,
+    LayerSpec,
+    PostQuant,
+    QuantMatMul,
+    frozen_layer,
+    qrange,
+)
 from methods.quant.plan import QuantPlan
 
 SUB8_ACT_PERCENTILE = 99.9  # calibration percentile for activations below 8 bits
@@ -95,7 +117,21 @@ def to_brevitas(model: nn.Module, plan: QuantPlan, stats: str = "percentile") ->
     for name, spec in plan.acts.items():
         model.set_submodule(name, qnn.QuantReLU(act_quant=act_quantizer(spec, stats),
                                                 return_quant_tensor=False))
+    for name, spec in plan.posts.items():
+        model.set_submodule(name, PostQuant(model.get_submodule(name),
+                                            _quant_identity(spec, stats, model)))
+    for name, spec in plan.matmuls.items():  # tied operands already lie on their grid
+        q = [None if tie else _quant_identity(s, stats, model)
+             for s, tie in ((spec.a_q, spec.a_tie), (spec.b_q, spec.b_tie))]
+        model.set_submodule(name, QuantMatMul(model.get_submodule(name), *q))
     return model
+
+
+def _quant_identity(spec: ActSpec | None, stats: str, model: nn.Module) -> nn.Module | None:
+    if spec is None:
+        return None
+    return qnn.QuantIdentity(act_quant=act_quantizer(spec, stats),
+                             return_quant_tensor=False).to(_device(model))
 
 
 @torch.no_grad()
@@ -139,6 +175,8 @@ def freeze(model: nn.Module, plan: QuantPlan) -> nn.Module:
     scales: dict[str, torch.Tensor] = {}
     for name in plan.acts:
         scales[f"act:{name}"] = _act_scale(model.get_submodule(name).act_quant)
+    for name in plan.posts:
+        scales[f"post:{name}"] = _act_scale(model.get_submodule(name).quant.act_quant)
     for name, spec in plan.layers.items():
         if spec.out_q is not None:
             scales[f"out:{name}"] = _act_scale(model.get_submodule(name).output_quant)
@@ -165,6 +203,18 @@ def freeze(model: nn.Module, plan: QuantPlan) -> nn.Module:
         act = ActQuant(spec)
         act.scale.copy_(scales[f"act:{name}"])
         model.set_submodule(name, act.to(_device(model)))
+    for name, spec in plan.posts.items():
+        act = ActQuant(spec)
+        act.scale.copy_(scales[f"post:{name}"])
+        model.get_submodule(name).quant = act.to(_device(model))
+    for name, spec in plan.matmuls.items():
+        mm = model.get_submodule(name)
+        for attr, q, tie in (("a_q", spec.a_q, spec.a_tie), ("b_q", spec.b_q, spec.b_tie)):
+            if q is None:
+                continue
+            act = ActQuant(q)  # a tied operand is requantized at its source's scale: exact
+            act.scale.copy_(scales[tie] if tie else _act_scale(getattr(mm, attr).act_quant))
+            setattr(mm, attr, act.to(_device(model)))
     return model
 
 

@@ -27,7 +27,7 @@ from torch import nn
 from bench.artifact import EncodedTensor
 from bench.atomic import atomic_write_bytes
 from bench.config import ConfigError, Settings, setting
-from bench.facts import MixedPrecision, OrtAgreement, OrtGraph, QuantLayers
+from bench.facts import MixedPrecision, OrtAgreement, OrtGraph, QuantLayers, QuantSites
 from bench.method import Method
 from methods.codecs.int_pack import encode_int_tensor
 from methods.onnx.export import export_onnx
@@ -54,6 +54,9 @@ from methods.quant.trace import trace_dataflow
 TARGET_AGREEMENT = 0.99
 MIN_AGREEMENT = 0.95
 AGREEMENT_IMAGES = 8  # validation images the agreement is measured on
+# onnxruntime's integer matmuls besides QLinearMatMul: DequantizeLinear-fed MatMuls whose
+# output is not requantized (Linears on 3-D tokens, attention's Q·Kᵀ) become these
+INTEGER_MATMULS = ("MatMulIntegerToFloat", "MatMulInteger")
 
 
 @dataclass
@@ -146,9 +149,16 @@ class QuantMethod(Method):
             quant_folded_batchnorms=len(self.plan.folds),
             quant_activation_quantizers=sum(
                 (s.in_q is not None) + (s.out_q is not None) for s in self.plan.layers.values()
-            ) + len(self.plan.acts),
+            ) + len(self.plan.acts) + len(self.plan.posts) + sum(
+                (s.a_q is not None) + (s.b_q is not None) for s in self.plan.matmuls.values()),
             calibration_images=len(images),
         ))
+        p = self.plan
+        if p.posts or p.matmuls or p.float_matmuls or p.float_posts:
+            ctx.report(QuantSites(output_quantizers=p.post_counts(model),
+                                  float_outputs=dict(sorted(p.float_posts.items())),
+                                  quantized_matmuls=len(p.matmuls),
+                                  float_matmuls=p.float_matmuls))
         return model
 
     def _choose_bits(self, ctx, model: nn.Module, images: torch.Tensor) -> None:
@@ -230,7 +240,8 @@ class QuantMethod(Method):
         ctx.report(OrtGraph(
             ort_threads=threads,
             ort_layout=layout,
-            ort_integer_ops={k: v for k, v in sorted(ops.items()) if k.startswith("QLinear")},
+            ort_integer_ops={k: v for k, v in sorted(ops.items())
+                             if k.startswith("QLinear") or k in INTEGER_MATMULS},
             ort_float_convs=ops.get("Conv", 0) + ops.get("ConvTranspose", 0),
         ))
         ds = ctx.dataset("val")

@@ -53,7 +53,7 @@ def fixed_bytes(model: nn.Module, plan: QuantPlan) -> int:
         axis = 1 if isinstance(model.get_submodule(name), nn.ConvTranspose2d) else 0
         total += 4 * (w.shape[axis] if spec.per_channel else 1)
         total += 4 * ((spec.in_q is not None) + (spec.out_q is not None))
-    return total + 4 * len(plan.acts)
+    return total + 4 * (len(plan.acts) + len(plan.posts))
 
 
 @torch.no_grad()

@@ -122,6 +122,19 @@ class ActQuant(nn.Module):
         return f"bits={self.bits}, signed={self.signed}"
 
 
+class PostQuant(nn.Module):
+    """A float module followed by the quantizer of its output (PReLU, LayerNorm, GELU,
+    Softmax: methods/quant/plan.py says why). `quant` is a brevitas QuantIdentity while
+    training and calibrating, an `ActQuant` once frozen; `module` keeps its parameters."""
+
+    def __init__(self, module: nn.Module, quant: nn.Module):
+        super().__init__()
+        self.module, self.quant = module, quant
+
+    def forward(self, *args, **kwargs):
+        return self.quant(self.module(*args, **kwargs))
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """How one conv / transposed conv / linear layer is quantized."""
@@ -141,6 +154,51 @@ class LayerSpec:
         return cls(checked_bits(d["w_bits"]), bool(d["per_channel"]),
                    ActSpec.from_dict(d.get("in_q")),
                    ActSpec.from_dict(d.get("out_q")))
+
+
+@dataclass(frozen=True)
+class MatMulSpec:
+    """The quantizers on an activation x activation matmul's operands (a @ b). An operand's
+    spec is None when it comes straight from a quantizer (the product reads its codes);
+    with a tie (`"out:<layer>"`, `"post:<module>"`...) it lies on that quantizer's grid
+    through reshapes and transposes, and the frozen model requantizes it at that very
+    scale (exact) so the runtime sees DequantizeLinear right at the matmul."""
+
+    a_q: ActSpec | None
+    b_q: ActSpec | None
+    a_tie: str | None = None
+    b_tie: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"a_q": self.a_q.to_dict() if self.a_q else None,
+                "b_q": self.b_q.to_dict() if self.b_q else None,
+                "a_tie": self.a_tie, "b_tie": self.b_tie}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MatMulSpec:
+        return cls(ActSpec.from_dict(d.get("a_q")), ActSpec.from_dict(d.get("b_q")),
+                   d.get("a_tie"), d.get("b_tie"))
+
+
+class QuantMatMul(nn.Module):
+    """A `models._common.MatMul` with a quantizer on each operand (None: already
+    quantized), applied after `b`'s transpose so the quantized tensor is what the product
+    reads. The quantizers are brevitas QuantIdentity while training, `ActQuant` once
+    frozen."""
+
+    def __init__(self, matmul: nn.Module, a_q: nn.Module | None, b_q: nn.Module | None):
+        super().__init__()
+        self.transpose_b = bool(matmul.transpose_b)
+        self.a_q, self.b_q = a_q, b_q
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self.transpose_b:
+            b = b.transpose(-2, -1)
+        if self.a_q is not None:
+            a = self.a_q(a)
+        if self.b_q is not None:
+            b = self.b_q(b)
+        return a @ b
 
 
 class _FrozenLayer:
