@@ -17,7 +17,10 @@ from methods.quant.method import QuantMethod, QuantMethodConfig
 
 @register_method("qat", family="quant")
 class QAT(QuantMethod):
-    version = 1
+    # 2: PReLU, LayerNorm, GELU and Softmax outputs read by an integer op get a quantizer
+    # and attention matmuls take quantized operands (methods/quant/plan.py): another model
+    # for ENet and SegFormer, so another run id. Version-1 artifacts still load and verify.
+    version = 2
     sweep = [
         {"weight_bits": 8, "act_bits": 8},
         {"weight_bits": 4, "act_bits": 8},
