@@ -53,9 +53,9 @@ def prepare(graph: torch.fx.GraphModule, per_channel: bool, qat: bool
             ) -> torch.fx.GraphModule:
     """Observers where XNNPACK's int8 kernels apply: symmetric 8-bit weights (per output
     channel unless `per_channel` is false), 8-bit asymmetric activations. `qat`:
-    fake-quantizers that train instead (`prepare_qat_pt2e`: weights fake-quantized from
-    their own range at every step, activation ranges a moving average, each conv's
-    BatchNorm folded into it in training form), the graph's `train()`/`eval()` switching
+    fake-quantizers that train instead (`prepare_qat_pt2e`: ranges are moving averages of
+    what each training step sees, per channel for weights; each conv's BatchNorm folded
+    into it in training form), the graph's `train()`/`eval()` switching
     its BatchNorms between batch and running statistics, as the shared training loop
     expects of a module."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
