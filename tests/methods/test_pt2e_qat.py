@@ -16,7 +16,7 @@ from bench.context import RunContext
 from bench.method import METHODS, NotApplicable, Stage, make_config
 from bench.spec import RunSpec
 from methods.pt2e_qat import Pt2eQAT, count_fake_quantizers, load_twin
-from methods.toolkits.pt2e import capture
+from methods.toolkits.pt2e import capture, prepare
 from models import create_model
 
 KW = {"base_channels": 4, "depth": 2}
@@ -88,8 +88,8 @@ def test_conversion_computes_what_the_fake_quantized_model_computed(trained, ctx
 
 def test_twins_that_differ_do_not_exchange_state(trained):
     method, graph, _ = trained
-    other = capture(create_model("unet_small", num_classes=3, base_channels=4, depth=3),
-                    (1, 3, 32, 32))
+    deeper = create_model("unet_small", num_classes=3, base_channels=4, depth=3)
+    other = prepare(capture(deeper, (1, 3, 32, 32)), per_channel=True, qat=True)
     with pytest.raises(RuntimeError, match="differ in their operations"):
         load_twin(other, graph)
 
