@@ -67,6 +67,13 @@ def prepare(graph: torch.fx.GraphModule, per_channel: bool, qat: bool
 
     quantizer = XNNPACKQuantizer().set_global(
         get_symmetric_quantization_config(is_per_channel=per_channel, is_qat=qat))
+    if qat and per_channel:
+        # QAT's weight fake-quantizer keeps axis 0 (input channels) for a transposed conv,
+        # where XNNPACK's annotator asks for axis 1; XNNPACK then leaves the layer out and
+        # ExecuTorch has no portable kernel for it (to_executorch: "Missing out variants:
+        # dequantize_per_channel"). Those weights are per tensor in QAT.
+        quantizer.set_module_type(nn.ConvTranspose2d, get_symmetric_quantization_config(
+            is_per_channel=False, is_qat=True))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if not qat:
