@@ -18,15 +18,18 @@ from bench.runtimes.base import FP32, INT8, Compiled, Runtime, RuntimeModule, pe
 QUANT_OPS = ("quantize_per_tensor", "quantize_per_channel", "quantize_affine")
 
 
-def export_program(model: nn.Module, input_shape: tuple[int, ...]):
-    """torch.export of `model` (eval, CPU) at batch 1."""
+def export_program(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
+                   trainable: bool = False):
+    """torch.export of `model` (eval, CPU) at `batch`. `trainable`: the batch dimension
+    dynamic and autograd on, for a graph that trains (PT2E QAT) at the loader's batch."""
     from methods.onnx.export import exportable
 
     model.eval()
-    x = torch.zeros(1, *input_shape[1:])
-    with exportable(model), torch.no_grad(), warnings.catch_warnings():
+    x = torch.zeros(batch, *input_shape[1:])
+    dims = {"x": {0: torch.export.Dim.AUTO}} if trainable else None
+    with exportable(model), torch.set_grad_enabled(trainable), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return torch.export.export(model, (x,))
+        return torch.export.export(model, (x,), dynamic_shapes=dims)
 
 
 def is_quantized(exported) -> bool:

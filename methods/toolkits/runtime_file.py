@@ -24,16 +24,21 @@ from bench.runtimes.base import INT8, RuntimeModule
 
 class RuntimeFileMethod(Method):
     """Subclasses set `runtime` and `suffixes` (file part -> extension) and implement
-    `toolkit_compress(ctx, model, images) -> (files, precision)`."""
+    `toolkit_compress(ctx, model, images) -> (files, precision)`; one that trains before
+    it writes the file (`pt2e_qat`) overrides `compress` and returns the `RuntimeModule`
+    from `finalize` instead."""
 
     suffixes: dict[str, str] = {}
 
     def compress(self, ctx, model: nn.Module) -> nn.Module:
         model.eval()
-        n = self.config.calibration_images or ctx.budget.calibration_images
-        images = ctx.calibration_images(n)
-        files, precision = self.toolkit_compress(ctx, model.cpu(), images)
+        files, precision = self.toolkit_compress(ctx, model.cpu(), self.calibration(ctx))
         return RuntimeModule(self.runtime, files, precision, structure=model)
+
+    def calibration(self, ctx):
+        """The calibration images `ptq` uses: the config's count, else the budget's."""
+        return ctx.calibration_images(self.config.calibration_images
+                                      or ctx.budget.calibration_images)
 
     def toolkit_compress(self, ctx, model: nn.Module, images) -> tuple[dict[str, bytes], str]:
         raise NotImplementedError

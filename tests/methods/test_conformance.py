@@ -39,11 +39,13 @@ CHEAPEST: dict[str, dict] = {
     "ptq": {"calibration_images": 2},
     "nncf_ptq": {"calibration_images": 2},
     "pt2e_ptq": {"calibration_images": 2},
+    "pt2e_qat": {"calibration_images": 2},
 }
 NAMES = sorted(set(METHODS.names()) | set(PIPELINES.names()))
 # end-to-end runs too slow for the default suite, run with `-m slow`: pt2e_ptq lowers two
-# ExecuTorch programs (its own and the float baseline's), 1-4 minutes on 2 cores
-SLOW = {"pt2e_ptq"}
+# ExecuTorch programs (its own and the float baseline's), 1-4 minutes on 2 cores; pt2e_qat
+# too, after two torch.export captures and its fine-tuning
+SLOW = {"pt2e_ptq", "pt2e_qat"}
 
 
 @pytest.fixture(scope="module")
