@@ -13,14 +13,12 @@ bytes, what an app ships; the runner times it against the float baseline in Exec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import nn
 
-from bench.config import Settings, setting
 from bench.method import register_method
 from methods.toolkits.pt2e import (
     Pt2eMethod,
+    Pt2eSettings,
     capture,
     convert_and_lower,
     observe,
@@ -33,14 +31,7 @@ from methods.toolkits.pt2e import (
 class Pt2ePTQ(Pt2eMethod):
     version = 1
 
-    @dataclass
-    class Config(Settings):
-        # training images for calibration; null: the budget's (what `ptq` uses)
-        calibration_images: int | None = setting(None, ge=1)
-        per_channel: bool = True  # per-output-channel weight scales (else per tensor)
-
-    def describe(self) -> str:
-        return "W8A8" + ("" if self.config.per_channel else " per-tensor")
+    Config = Pt2eSettings
 
     def toolkit_compress(self, ctx, model: nn.Module, images) -> tuple[dict[str, bytes], str]:
         require_pt2e()

@@ -30,12 +30,13 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from bench.config import Settings, setting
+from bench.config import setting
 from bench.facts import Fact
 from bench.method import register_method
 from bench.runtimes.base import RuntimeModule
 from methods.toolkits.pt2e import (
     Pt2eMethod,
+    Pt2eSettings,
     capture,
     convert_and_lower,
     observe,
@@ -76,10 +77,7 @@ class Pt2eQAT(Pt2eMethod):
     version = 1
 
     @dataclass
-    class Config(Settings):
-        # training images for calibration; null: the budget's (what `ptq`/`qat` use)
-        calibration_images: int | None = setting(None, ge=1)
-        per_channel: bool = True  # per-output-channel weight scales (else per tensor)
+    class Config(Pt2eSettings):
         # fine-tuning epochs; null: the budget's finetune_epochs (what `qat` uses)
         epochs: int | None = setting(None, ge=0)
 
@@ -88,8 +86,6 @@ class Pt2eQAT(Pt2eMethod):
         self.deployed: torch.fx.GraphModule | None = None  # the batch-1 twin
         self.structure: nn.Module | None = None  # the float zoo model, for MAdds
 
-    def describe(self) -> str:
-        return "W8A8" + ("" if self.config.per_channel else " per-tensor")
 
     def finetune_epochs(self, ctx) -> int:
         e = self.config.epochs

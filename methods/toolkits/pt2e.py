@@ -13,13 +13,24 @@ or not), never in how the graph is captured, converted or lowered.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from bench.config import Settings, setting
 from bench.method import NotApplicable
 from bench.runtimes.base import FP32, INT8
 from methods.toolkits.runtime_file import RuntimeFileMethod
+
+
+@dataclass
+class Pt2eSettings(Settings):
+    """What both PT2E plugins take, as `ptq`/`qat` do."""
+
+    # training images for calibration; null: the budget's (what `ptq`/`qat` use)
+    calibration_images: int | None = setting(None, ge=1)
+    per_channel: bool = True  # per-output-channel weight scales (else per tensor)
 
 
 class Pt2eMethod(RuntimeFileMethod):
@@ -27,6 +38,9 @@ class Pt2eMethod(RuntimeFileMethod):
 
     runtime = "executorch"
     suffixes = {"pte": ".pte"}
+
+    def describe(self) -> str:
+        return "W8A8" + ("" if self.config.per_channel else " per-tensor")
 
     def file_problems(self, files: dict[str, bytes]) -> list[str]:
         from executorch.runtime import Runtime
