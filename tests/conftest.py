@@ -72,3 +72,18 @@ def run_spec(results):
         return run_one(spec, results=results, device=torch.device("cpu"))
 
     return run
+
+
+@pytest.fixture
+def tiny_convnet():
+    """A factory of one small, seeded conv net (the same weights on every call): what the
+    latency tests time against itself or a copy."""
+    from torch import nn
+
+    def make() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(),
+                             nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+                             nn.Conv2d(32, 5, 1)).eval()
+
+    return make

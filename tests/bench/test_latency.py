@@ -5,18 +5,10 @@ import time
 
 import pytest
 import torch
-from torch import nn
 
 from bench.latency import measure_paired, paired_latency, ratio_summary
 
 SHAPE = (1, 3, 64, 64)
-
-
-def _net():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(32, 5, 1)).eval()
 
 
 def test_rounds_alternate_their_order_and_pair_by_index():

@@ -242,7 +242,7 @@ def test_nm_mask_keeps_the_largest_n_of_every_m_along_the_input_channels():
 
 
 @pytest.mark.parametrize("model_name", ["enet", "unet_small"])
-def test_two_four_pattern_prunes_and_stores_exactly_two_of_four(make_ctx, tmp_path,
+def test_two_four_pattern_prunes_and_stores_exactly_two_of_four(make_ctx, round_trip,
                                                                 model_name):
     from methods.pruning.masks import input_axis, nm_group_counts
 
@@ -258,13 +258,7 @@ def test_two_four_pattern_prunes_and_stores_exactly_two_of_four(make_ctx, tmp_pa
         assert torch.equal(counts, torch.full_like(counts, 2)), name
     info = ctx.extras["prune_unstructured"]
     assert info["pattern"] == "2:4" and info["prunable_sparsity"] == 0.5
-    path = export_model(model, tmp_path / "m", model_name=model_name,
-                        num_classes=ctx.num_classes, model_kwargs={}, stages=[stage], ctx=ctx)
-    loaded, header, stages = load_model(path)
-    x = torch.randn(1, 3, 64, 80)
-    with torch.no_grad():
-        assert torch.equal(loaded(x), model(x))
-    assert stages[0].method.check(loaded, header["stages"][0]["meta"]) == []
+    loaded, header, stages = round_trip(model, stage, ctx, model_name)
     # the bytes: each pruned weight costs 17 of 32 bits (its value half the time + 1 mask
     # bit), what the N:M metadata would cost (2 bits for each kept weight of 4)
     from bench.artifact import encode_state

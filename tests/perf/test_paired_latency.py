@@ -19,13 +19,6 @@ pytestmark = pytest.mark.perf
 SHAPE = (1, 3, 64, 64)
 
 
-def _net():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(32, 5, 1)).eval()
-
-
 class Thrice(nn.Module):
     """The same network, made three times as slow by design."""
 
@@ -50,8 +43,8 @@ def busy_neighbour():
         p.wait()
 
 
-def test_identical_models_read_a_speedup_of_one_under_load(busy_neighbour):
-    net = _net()
+def test_identical_models_read_a_speedup_of_one_under_load(busy_neighbour, tiny_convnet):
+    net = tiny_convnet()
     lat = measure_paired(net, copy.deepcopy(net), SHAPE, torch.device("cpu"), runs=40,
                          warmup=3)
     assert 0.9 <= lat["speedup"] <= 1.1
@@ -61,8 +54,8 @@ def test_identical_models_read_a_speedup_of_one_under_load(busy_neighbour):
     assert lat["baseline_latency_ms"] > 0 and lat["latency_ms"] > 0
 
 
-def test_a_three_times_slower_model_reads_about_a_third(busy_neighbour):
-    net = _net()
+def test_a_three_times_slower_model_reads_about_a_third(busy_neighbour, tiny_convnet):
+    net = tiny_convnet()
     lat = measure_paired(Thrice(net), net, SHAPE, torch.device("cpu"), runs=30, warmup=3)
     assert 0.25 <= lat["speedup"] <= 0.45
     assert lat["latency_ms"] > 2 * lat["baseline_latency_ms"]
