@@ -17,7 +17,8 @@ REFERENCE = results/reference/$(DATASET)-$(BUDGET)
 ARGS ?=
 DRY_RUN ?=
 
-.PHONY: bench reference verify-reference leaderboard verify tables plots test perf lint clean
+.PHONY: bench reference verify-reference docs-results leaderboard verify tables plots test perf \
+	lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +38,10 @@ reference: $(STAMP)
 
 verify-reference: $(STAMP)
 	$(BIN)/python -m bench verify --reference
+
+# rewrite the reference excerpts quoted in README.md and docs/*.md from the reference's records
+docs-results: $(STAMP)
+	$(BIN)/python -m bench excerpts --update
 
 leaderboard: $(STAMP)
 	$(BIN)/python -m bench leaderboard --results "$(RESULTS)"

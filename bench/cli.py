@@ -209,6 +209,12 @@ def cmd_verify(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_excerpts(args) -> int:
+    from bench.excerpts import main as excerpts_main
+
+    return excerpts_main(args.files, do_update=args.update)
+
+
 def cmd_tables(args) -> int:
     from bench.tables import main as tables_main
 
@@ -289,6 +295,16 @@ def make_parser() -> argparse.ArgumentParser:
                    help="regenerate every committed reference leaderboard from its records and "
                    "compare byte for byte (and re-evaluate artifacts that are present)")
     v.set_defaults(fn=cmd_verify)
+
+    ex = sub.add_parser("excerpts", help="regenerate the reference excerpts quoted in "
+                        "README.md and docs/*.md (docs/leaderboard.md#excerpts-in-the-docs)")
+    mode = ex.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true",
+                      help="exit 1 naming every stale block (the default)")
+    mode.add_argument("--update", action="store_true", help="rewrite the stale blocks")
+    ex.add_argument("files", nargs="*", metavar="FILE.md",
+                    help="markdown files (default: README.md, results/README.md, docs/*.md)")
+    ex.set_defaults(fn=cmd_excerpts)
 
     t = sub.add_parser("tables", help="regenerate the reference reports' tables")
     t.add_argument("--table", action="append", metavar="ID", help="table id (repeatable)")

@@ -384,6 +384,30 @@ def _distill_row(r: dict[str, Any]) -> list[str]:
             _pct(r["undistilled_miou"]), delta]
 
 
+def main_table(rows: list[dict[str, Any]]) -> str:
+    """The main table over `rows`, exactly as the leaderboard prints it: the docs quote
+    excerpts of it (bench/excerpts.py) in the leaderboard's own columns and format."""
+    return tabulate([_md_row(r) for r in rows], headers=HEADERS, tablefmt="github",
+                    disable_numparse=True)
+
+
+def distillation_table(rows: list[dict[str, Any]]) -> str:
+    """The distillation table over the distilled rows among `rows` (as `main_table`)."""
+    return tabulate([_distill_row(r) for r in rows if r.get("teacher")],
+                    headers=DISTILL_HEADERS, tablefmt="github", disable_numparse=True)
+
+
+def budget_line(rows: list[dict[str, Any]]) -> str:
+    """What the budget of `rows` did to the data, as the leaderboard's `Budget:` line."""
+    return _budget_line(rows)
+
+
+def stages_label(stages: list[dict[str, Any]]) -> str:
+    """The config cell of a row whose resolved stages are `stages`: what a planned
+    variant (`bench.method.Variant.resolved()`) will read as once it has a row."""
+    return _config_label({"config": {"stages": stages}})
+
+
 def _deploy_cell(d: dict[str, Any] | None) -> str:
     if d is None:
         return "–"
@@ -450,14 +474,12 @@ def render_markdown(rows: list[dict[str, Any]], failed: list[dict[str, Any]]) ->
         sections[(r["dataset"], r["budget"])].append(r)
     for (ds, bud), rs in sections.items():
         out += [f"## dataset `{ds}`, budget `{bud}`", "", f"Budget: {_budget_line(rs)}.", "",
-                tabulate([_md_row(r) for r in rs], headers=HEADERS, tablefmt="github",
-                         disable_numparse=True), ""]
+                main_table(rs), ""]
         distilled = [r for r in rs if r.get("teacher")]
         if distilled:
             out += [f"### distillation (`{ds}`, `{bud}`): each student beside the same "
                     "student trained without distillation", "",
-                    tabulate([_distill_row(r) for r in distilled], headers=DISTILL_HEADERS,
-                             tablefmt="github", disable_numparse=True), ""]
+                    distillation_table(distilled), ""]
         out += render_deployment(rs)
     if not rows:
         out += ["No finished runs yet.", ""]

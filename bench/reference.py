@@ -85,4 +85,23 @@ def verify_reference(root: Path = REFERENCE_ROOT, device_name: str = "cpu") -> i
         status = "ok" if not problems else f"{len(problems)} problem(s)"
         print(f"{ref}: {n} records, leaderboard regenerated: {status}", file=sys.stderr)
         failed += bool(problems)
+    failed += excerpts_fail(root)
     return 1 if failed else 0
+
+
+def excerpts_fail(root: Path = REFERENCE_ROOT) -> bool:
+    """The docs quote the references (bench/excerpts.py), so a quoted block that its
+    records no longer generate fails the check too; each stale or unreadable block is
+    named on stderr."""
+    from bench.excerpts import ExcerptError, check, default_files
+
+    try:
+        problems, n = check(default_files(), root)
+    except ExcerptError as e:
+        problems, n = [str(e)], 0
+    for p in problems:
+        print(f"FAIL docs: {p}", file=sys.stderr)
+    print(f"docs: {n} excerpt block(s) of the references, "
+          f"{'all current' if not problems else f'{len(problems)} problem(s)'}",
+          file=sys.stderr)
+    return bool(problems)
