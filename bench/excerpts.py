@@ -289,15 +289,16 @@ def regenerate(files: list[Path], root: Path = REFERENCE_ROOT
                ) -> tuple[dict[Path, str], list[Block], list[Block]]:
     """(new text of every file that changes, every block, the stale blocks). Every marker
     of every file is read before anything is written, so a bad one changes no file."""
+    parsed = []
+    for path in map(Path, files):
+        lines = path.read_text(encoding="utf-8").split("\n")
+        parsed.append((path, lines, find_blocks(path, lines, root)))
     refs = References(root)
     new_texts, blocks, stale = {}, [], []
-    for path in files:
-        text = Path(path).read_text(encoding="utf-8")
-        lines = text.split("\n")
-        found = find_blocks(Path(path), lines, root)
+    for path, lines, found in parsed:
         out, last = [], 0
         for b in found:
-            want = render(b.selection, refs, Path(path))
+            want = render(b.selection, refs, path)
             if lines[b.open_line + 1:b.close_line] != want:
                 stale.append(b)
             out += lines[last:b.open_line + 1] + want
@@ -305,7 +306,7 @@ def regenerate(files: list[Path], root: Path = REFERENCE_ROOT
         out += lines[last:]
         blocks += found
         if out != lines:
-            new_texts[Path(path)] = "\n".join(out)
+            new_texts[path] = "\n".join(out)
     return new_texts, blocks, stale
 
 
