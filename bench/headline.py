@@ -4,10 +4,10 @@ fits in about 80 minutes on 2 cores (`bench run --method headline --dry-run` est
 on the machine at hand). `METHOD=all` keeps every family's full sweep.
 
 family -> (method spec or preset, per-stage config overrides; None: a preset's own).
-Measured own costs of these rows (docs/*.md, the reference records) put a cold grid, both
-baselines trained, at about 78 minutes: baselines 27, cheapconv 22, the rest under 10 each.
-The `factorize` row (issue 20) has no measured cost yet; it fine-tunes like the `prune`
-row (about 2.6 min a model in docs/pruning.md), so expect about 5 more minutes.
+A cold run of this grid, both baselines trained, took 78 minutes on a fresh clone, timed
+once as one command on a shared 2-core host (README, "Prerequisites"). The per-row costs
+are in the committed references' records (their `cost h` column); `--dry-run` reads them
+(bench/plan.py), so its estimate follows the reference as rows land.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ HEADLINE: dict[str, tuple[str, list[dict[str, Any]] | None]] = {
     # channels is the setting it discusses, and the one row whose latency can improve
     "prune": ("prune_structured", [{"ratio": 0.5}]),
     # docs/quantization.md: W8A8 PTQ, the row every QAT row is compared with (lossless on
-    # U-Net-small, 2.5x faster in onnxruntime) and the family's cheapest
+    # U-Net-small and faster in onnxruntime, in the reference and the archived grid) and
+    # the family's cheapest
     "quant": ("ptq", [{"weight_bits": 8, "act_bits": 8}]),
     # docs/weight_sharing.md: k-means at its default (5-bit indices, 8 for the first and
-    # last layer), ENet's best ratio at <= 1 point lost (4.6x) and U-Net-small's 6.9x at
-    # +0.1; `deep_compression` (U-Net-small 14.2x) costs 3.5x its time and stays in `all`
+    # last layer), ENet's best ratio at <= 1 point lost in the archived grid (d2930f5);
+    # `deep_compression` (the archived grid's best U-Net-small ratio) prunes and fine-tunes
+    # before it shares, costs more and stays in `all`
     "weight_sharing": ("kmeans", [{}]),
     "storage": ("fp16", [{}]),
     # docs/factorize.md: spatial/channel SVD at 2x fewer MAdds, the operating point
