@@ -136,7 +136,7 @@ def build_rows(results: Path, malformed: list[Path] | None = None
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in ok:
         groups[_group_key(r)].append(r)
-    rows = []
+    rows, settings = [], []
     for recs in groups.values():
         r0 = recs[0]
         m = [r["metrics"] for r in recs]
@@ -202,27 +202,74 @@ def build_rows(results: Path, malformed: list[Path] | None = None
             **distill,
             "deploy": _deploy_columns(recs),
         })
-    _name_split_settings(rows)
+        settings.append(_setting_of(r0))
+    _name_split_settings(rows, settings)
     rows.sort(key=lambda r: (r["dataset"], r["budget"], r["model"], r["method"] != "none",
                              r["method"], -r["size_bytes"]))
     return rows, failed
 
 
-def _name_split_settings(rows: list[dict[str, Any]]) -> None:
-    """Where one configuration has rows from several devices or thread counts, say which
-    is which in its config cell (and once on stderr)."""
-    by_config: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        by_config[(r["dataset"], r["budget"], r["model"], r["method"], r["config"])].append(r)
-    for key, rs in by_config.items():
-        if len(rs) < 2:
+def _name_split_settings(rows: list[dict[str, Any]],
+                         settings: list[dict[str, Any]]) -> None:
+    """Where one configuration has several rows (runs that differ in something its config
+    cell does not show: device, thread count, the deployment runtimes it was also timed in,
+    or any other setting of its run config), say in each row's config cell what differs,
+    and name it once on stderr. `settings[i]` is row i's `_setting_of`."""
+    by_config: dict[tuple, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        by_config[(r["dataset"], r["budget"], r["model"], r["method"], r["config"])].append(i)
+    for key, idx in by_config.items():
+        if len(idx) < 2:
             continue
-        print(f"warning: {key[2]} / {key[3]} ({key[0]}, {key[1]}) has runs on "
-              f"{len(rs)} device/thread settings; shown as separate rows, never averaged",
-              file=sys.stderr)
-        for r in rs:
-            r["config"] = "; ".join(x for x in (r["config"], f"{r['device']}, "
-                                                f"{r['threads']} threads") if x)
+        ss = [settings[i] for i in idx]
+        differ = [k for k in dict.fromkeys(k for s in ss for k in s)
+                  if len({repr(s.get(k)) for s in ss}) > 1]
+        labels = [_setting_label(s, differ) for s in ss]
+        if len(set(labels)) < len(labels):  # the short form hid the difference
+            labels = [", ".join(f"{k}={s.get(k)}" for k in differ) for s in ss]
+        what = " and ".join(_SETTING_NAMES.get(k, k) for k in differ) or "nothing recorded"
+        print(f"warning: {key[2]} / {key[3]} ({key[0]}, {key[1]}) has {len(idx)} rows that "
+              f"differ in {what}; shown as separate rows, never averaged", file=sys.stderr)
+        for i, label in zip(idx, labels):
+            rows[i]["config"] = "; ".join(x for x in (rows[i]["config"], label) if x)
+
+
+# what a setting is called in the warning that rows of one configuration were kept apart
+_SETTING_NAMES = {"device": "device", "threads": "thread count",
+                  "runtimes": "deployment runtimes timed (--set runtimes)"}
+
+
+def _setting_of(rec: dict[str, Any]) -> dict[str, Any]:
+    """Everything that keeps `rec` apart from runs of the same config cell: the machine
+    setting, then its run config flattened to dotted keys (seed and label left out: seeds
+    are averaged, and the label is the method column)."""
+    device, threads = _setting(rec)
+    ident = {k: v for k, v in rec["config"].items() if k not in ("seed", "label")}
+    ident.setdefault("runtimes", [])  # a record from before the setting: none timed
+    return {"device": device, "threads": threads, **_flatten(ident)}
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        return {k: v for key, val in d.items() for k, v in _flatten(val, f"{prefix}{key}.").items()}
+    if isinstance(d, list) and any(isinstance(x, (dict, list)) for x in d):
+        return {k: v for i, val in enumerate(d) for k, v in _flatten(val, f"{prefix}{i}.").items()}
+    return {prefix.rstrip("."): tuple(d) if isinstance(d, list) else d}
+
+
+def _setting_label(s: dict[str, Any], differ: list[str]) -> str:
+    """Device and thread count ("cpu, 1 thread"), then what else differs from the other
+    rows of its configuration: the `--set runtimes=` list it was also timed in, by name
+    (none: nothing added), any other setting as key=value."""
+    threads = s.get("threads")
+    parts = [str(s.get("device")) if s.get("device") is not None else "",
+             "" if threads is None else f"{threads} thread{'' if threads == 1 else 's'}"]
+    for k in differ:
+        if k == "runtimes":
+            parts.append("runtimes: " + ", ".join(s[k]) if s.get(k) else "")
+        elif k not in ("device", "threads"):
+            parts.append(f"{k}={s.get(k)}")
+    return ", ".join(p for p in parts if p)
 
 
 def budget_columns(rec: dict[str, Any]) -> dict[str, Any]:

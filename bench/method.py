@@ -22,8 +22,9 @@ The contract:
   `finetune_epochs`, `finetune_lr`, `loss`, `on_step`, `finalize`, `encode`, `predictor`,
   `baseline_predictor`.
   `ctx` (bench/context.py `RunContext`) is never None. The hooks that run without a run
-  take no context: `baselines_needed` (planning a grid), and `artifact_meta`, `rebuild`,
-  `check`, `describe`, which work from the model and the artifact alone, so that
+  take no context: `baselines_needed` and `cost_factor` (planning a grid), and
+  `artifact_meta`, `rebuild`, `check`, `describe`, which work from the model and the
+  artifact alone, so that
   `load_model` and `verify` need nothing but the file. A plugin overrides only the hooks
   it needs; the defaults do nothing.
 * **Declarations.** Everything the harness reads without calling a hook is a class
@@ -155,6 +156,16 @@ class Method:
         """Other zoo models whose trained baselines this method uses (a distillation
         teacher), as (name, kwargs): executors train them before this run starts."""
         return []
+
+    def cost_factor(self) -> float:
+        """How many times the own compute of a run with this stage at its cheapest setting
+        a run with it as configured takes (1.0: its settings do not change the cost). The
+        planner (bench/plan.py) prices a run from finished records only of runs whose
+        stages declare the same factors, and in its MAdds estimate multiplies the part that
+        is not training (calibration, evaluation, timing, export) by 1 + the stages' excess
+        over 1: a setting that swaps in a far costlier algorithm (ptq's AdaRound, GPTQ)
+        says so here, from measurements quoted where the factor is declared."""
+        return 1.0
 
     def artifact_meta(self, model: nn.Module) -> dict[str, Any]:
         """JSON-able facts `rebuild` needs to recreate the model's structure on load."""

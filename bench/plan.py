@@ -4,13 +4,15 @@ done, which baselines are cached, and an estimated time per run and in total.
 
 A run's time comes from this machine's own finished records where there are some: the
 median own compute (`cost.run_s`, baselines excluded) of ok runs with the same model,
-method, budget and dataset at the same thread count and processor, and for a baseline to
+method, budget and dataset, whose stages declare the same cost factors (`Method.cost_factor`:
+a finished minmax PTQ run does not price an AdaRound one), at the same thread count and
+processor, and for a baseline to
 be trained the median training time those records carry; next from the committed
 reference's records (`results/reference/*/runs/`) under the same conditions. Without
 either it falls back to the MAdds model of `bench/tables/estimate.py` (the one `tables
 --dry-run` uses; its constants and their provenance are documented there), labelled as
 such: its throughput is measured when it runs, so a machine busy with other work
-estimates long.
+estimates long. The stages' cost factors scale its non-training part there.
 """
 
 from __future__ import annotations
@@ -46,19 +48,31 @@ def _machine() -> str:
 
 
 def _loose_key(model: str, method: str, budget: str, dataset: str,
-               kwargs: dict[str, Any]) -> tuple:
+               kwargs: dict[str, Any], stages: list[dict[str, Any]]) -> tuple:
     return (model, tuple(sorted((k, str(v)) for k, v in kwargs.items())), method, budget,
-            dataset)
+            dataset, cost_factors(stages))
+
+
+def cost_factors(stages: list[dict[str, Any]]) -> tuple[float, ...]:
+    """Each stage's `Method.cost_factor` (rounded: a key), 1.0 for a stage whose method or
+    settings this segbench no longer knows (an old record)."""
+    from bench.method import stages_from_record
+
+    try:
+        return tuple(round(st.method.cost_factor(), 2) for st in stages_from_record(stages))
+    except Exception:  # noqa: BLE001 - a record of an uninstalled plugin or old settings
+        return (1.0,) * len(stages)
 
 
 def _spec_key(spec: RunSpec) -> tuple:
     return _loose_key(spec.model, spec.method, spec.budget.name, spec.dataset,
-                      spec.model_kwargs)
+                      spec.model_kwargs, spec.stages)
 
 
 class RecordTimes:
     """Own compute and baseline training seconds of this machine's finished runs, by
-    (model, kwargs, method, budget, dataset), at the current thread count."""
+    (model, kwargs, method, budget, dataset, stage cost factors), at the current thread
+    count."""
 
     def __init__(self, dirs: list[Path], threads: int):
         self.run_s: dict[tuple, list[float]] = defaultdict(list)
@@ -70,7 +84,7 @@ class RecordTimes:
                 continue
             cfg = r.get("config") or {}
             key = _loose_key(r["model"], r["method"], r["budget"], r["dataset"],
-                             cfg.get("model_kwargs") or {})
+                             cfg.get("model_kwargs") or {}, cfg.get("stages") or [])
             self.run_s[key].append(float(cost["run_s"]))
             if r["method"] == "none" and (r.get("baseline") or {}).get("trained_now"):
                 self.train_s[key].append(float(cost.get("baselines_s", 0.0)))

@@ -62,6 +62,32 @@ class PTQ(QuantMethod):
         # AdaRound: optimisation steps per layer
         adaround_iters: int = setting(200, ge=1, new=True)
 
+    # Own compute (`cost.run_s`) of a W8A8 run per algorithm, as a multiple of minmax's
+    # (`Method.cost_factor`, what the planner prices). Measured on enet at the smoke budget,
+    # --threads 1: 3 rounds interleaved in one process, each round every configuration
+    # once (order alternating), each `bench.cli.main(["run", "--method", "ptq", "--model",
+    # "enet", "--budget", "smoke", "--threads", "1", "--results", "/tmp/polish-ptq-time/r<k>",
+    # "--set", "algorithm=<a>"])`; ratio to the same round's minmax run, median of the 3.
+    # The shared 2-core host ran other work (load 5): per-round ratios spread ±30 %.
+    #   percentile 1.36 0.94 1.02 -> 1.0 (no measurable excess)
+    #   adaround   23.65 19.59 26.42 -> 24 (minmax 12-22 s, adaround 290-471 s)
+    #   gptq       7.71 6.00 7.65 -> 7.7
+    #   gpfq       12.89 7.22 9.38 -> 9.4
+    # equalize=true and bias_correction=true (on percentile) measured no excess over
+    # percentile in the same rounds (0.58 0.51 0.81 and 0.92 0.58 0.96): they add nothing.
+    # GPxQ's share grows with calibration images and layer widths, AdaRound's with
+    # `adaround_iters` (linearly: each layer trains that many steps; measured at 200).
+    ALGORITHM_COST: ClassVar[dict[str, float]] = {
+        "minmax": 1.0, "percentile": 1.0, "adaround": 24.0, "gptq": 7.7, "gpfq": 9.4}
+    ADAROUND_MEASURED_ITERS: ClassVar[int] = 200
+
+    def cost_factor(self) -> float:
+        c = self.config
+        excess = self.ALGORITHM_COST[c.algorithm] - 1
+        if c.algorithm == "adaround":
+            excess *= c.adaround_iters / self.ADAROUND_MEASURED_ITERS
+        return 1 + excess
+
     @property
     def scale_stats(self) -> str:
         return "minmax" if self.config.algorithm == "minmax" else "percentile"

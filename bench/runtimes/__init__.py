@@ -18,7 +18,10 @@ whose package is missing is a usage error naming the extra that installs it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -39,10 +42,48 @@ class MissingRuntime(UnknownNameError):
     """A runtime's package is not installed: printed as one line, exit status 2."""
 
 
+# What torch logs, once per process, when an optional toolkit is first imported, by the
+# logger that logs it: none of it concerns the run, and all of it reads like an error on
+# stderr. cpp_extension: brevitas imports torch.utils.cpp_extension, which looks for a CUDA
+# toolkit at import time on a CPU-only torch; _pytree: torchao registers its
+# KernelPreference enum with register_constant, which torch 2.14 deprecates for enums.
+IMPORT_NOTICES = {
+    "torch.utils.cpp_extension": "No CUDA runtime is found, using CUDA_HOME=",
+    "torch.utils._pytree": "is an Enum subclass and is now natively supported by "
+                           "torch.compile",
+}
+
+
+class _DropNotice(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_import() -> Iterator[None]:
+    """Import a toolkit without torch's import-time notices (`IMPORT_NOTICES`): each is
+    dropped by its own logger and its own text, and only while the import runs, so every
+    other message of those loggers, and anything they log later, still reaches stderr."""
+    filters = [(logging.getLogger(name), _DropNotice(text))
+               for name, text in IMPORT_NOTICES.items()]
+    for logger, f in filters:
+        logger.addFilter(f)
+    try:
+        yield
+    finally:
+        for logger, f in filters:
+            logger.removeFilter(f)
+
+
 def require(package: str, runtime: str) -> ModuleType:
     """Import `package` for `runtime`, or raise MissingRuntime naming the extra to install."""
     try:
-        return importlib.import_module(package)
+        with quiet_import():
+            return importlib.import_module(package)
     except ImportError as e:
         raise MissingRuntime(
             f"runtime {runtime!r} needs the {package!r} package ({e.msg}); install it with "

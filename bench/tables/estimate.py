@@ -8,6 +8,9 @@ model). Training counts a forward and a backward pass as 3 forwards; a distillat
 adds a teacher forward per image. The two constants were measured on the 2-core
 development machine (DeepLabV3+ ResNet-50 and ENet at the smoke budget), where whole
 networks at small batches ran at about a third of a single large convolution's rate.
+The run's own part that is not training (evaluation, timing, the fixed costs) is
+multiplied by 1 + its stages' excess cost factors (`Method.cost_factor`: ptq's AdaRound
+or GPTQ cost many times its minmax calibration).
 """
 
 from __future__ import annotations
@@ -153,6 +156,12 @@ def estimate(spec: RunSpec, results: Path, num_classes: int, static_of,
         planned_baselines.add(key)
         return True
 
+    work += (n_eval + 1 + 2 * (b.latency_runs + b.latency_warmup)) * eval_img  # paired timing
+    if not spec.is_baseline:
+        from bench.method import stages_from_record
+
+        excess = sum(st.method.cost_factor() - 1 for st in stages_from_record(spec.stages))
+        work, fixed = work * (1 + excess), fixed * (1 + excess)
     trains_baseline = need_baseline(spec.model, spec.model_kwargs)
     if trains_baseline:
         work += b.epochs * n_train * 3 * train_img
@@ -180,6 +189,5 @@ def estimate(spec: RunSpec, results: Path, num_classes: int, static_of,
                 fixed += io(teacher, tkw)
             else:
                 work += finetune_epochs(cls, st, spec, results) * n_train * 3 * train_img
-    work += (n_eval + 1 + 2 * (b.latency_runs + b.latency_warmup)) * eval_img  # paired timing
     seconds = work / (madds_per_second() * NETWORK_EFFICIENCY) + fixed
     return Estimate(seconds, trains_baseline, exact)

@@ -32,6 +32,7 @@ import warnings
 import torch
 from torch import nn
 
+from bench.runtimes import quiet_import
 from methods.quant.plan import QuantPlan
 from methods.quant.trace import Trace
 
@@ -51,7 +52,9 @@ def brevitas_quietly():
         yield
 
 
-with brevitas_quietly():  # the first import of brevitas's graph package prints two of them
+# the first import of brevitas's graph package prints two of its notices, and brevitas's
+# own first import a torch one (bench.runtimes.IMPORT_NOTICES)
+with brevitas_quietly(), quiet_import():
     import brevitas.graph.equalize  # noqa: E402, F401
 
 ALGORITHMS = ("minmax", "percentile", "adaround", "gptq", "gpfq")

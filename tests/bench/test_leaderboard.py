@@ -213,5 +213,37 @@ def test_runs_at_different_thread_counts_are_never_averaged(tmp_path, capsys):
         write_record(tmp_path, r)
     rows, _ = build_rows(tmp_path)
     assert sorted((r["threads"], r["seeds"]) for r in rows) == [(1, 1), (2, 2)]
-    assert {r["config"] for r in rows} == {"cpu, 1 threads", "cpu, 2 threads"}
-    assert "never averaged" in capsys.readouterr().err
+    assert {r["config"] for r in rows} == {"cpu, 1 thread", "cpu, 2 threads"}
+    err = capsys.readouterr().err
+    assert "differ in thread count;" in err and "never averaged" in err
+
+
+def test_rows_apart_by_runtimes_timed_say_so_not_device_or_threads(tmp_path, capsys):
+    """Two baselines on one machine setting, one also timed in deployment runtimes
+    (`--set runtimes=...`): the label and the warning name the runtimes, the one
+    difference, and never blame a device or thread count that is the same."""
+    for run_id, runtimes in (("b0", None), ("b1", ["torch", "onnxruntime", "openvino"])):
+        r = _rec(run_id, "none", 0, 0.8, 2.0, run_id)
+        r["env"] = {"device": "cpu", "threads": 1}
+        if runtimes:
+            r["config"]["runtimes"] = runtimes
+        write_record(tmp_path, r)
+    rows, _ = build_rows(tmp_path)
+    assert sorted(r["config"] for r in rows) == [
+        "cpu, 1 thread", "cpu, 1 thread, runtimes: torch, onnxruntime, openvino"]
+    err = capsys.readouterr().err
+    assert "differ in deployment runtimes timed" in err
+    assert "thread" not in err and "device" not in err
+
+
+def test_rows_apart_by_another_run_setting_name_it(tmp_path, capsys):
+    """Any other setting that keeps runs of one config cell apart is named as key=value."""
+    for run_id, lr in (("b0", 0.1), ("b1", 0.2)):
+        r = _rec(run_id, "none", 0, 0.8, 2.0, run_id)
+        r["env"] = {"device": "cpu", "threads": 1}
+        r["config"]["budget"]["lr"] = lr
+        write_record(tmp_path, r)
+    rows, _ = build_rows(tmp_path)
+    assert sorted(r["config"] for r in rows) == ["cpu, 1 thread, budget.lr=0.1",
+                                                 "cpu, 1 thread, budget.lr=0.2"]
+    assert "differ in budget.lr;" in capsys.readouterr().err

@@ -124,3 +124,46 @@ def test_the_estimate_uses_the_best_throughput_this_machine_has_shown(tmp_path,
     assert list(json.loads((tmp_path / "throughput.json").read_text()).values()) == [30e9]
     est.madds_per_second.cache_clear()
     est.now_madds_per_second.cache_clear()
+
+
+def _finished(results, spec, run_s):
+    """A finished record of `spec` on this machine that took `run_s` of own compute."""
+    from bench.plan import _machine
+    from bench.records import _OK_METRICS, write_record
+
+    write_record(results, {
+        "run_id": spec.run_id, "status": "ok", "model": spec.model, "method": spec.method,
+        "dataset": spec.dataset, "budget": spec.budget.name, "seed": spec.seed,
+        "config": spec.to_dict(), "metrics": dict.fromkeys(_OK_METRICS, 1.0),
+        "env": {"threads": torch.get_num_threads(), "processor": _machine()},
+        "cost": {"run_s": run_s, "total_s": run_s}})
+
+
+def test_a_finished_run_prices_runs_of_its_own_algorithm_only(results, make_spec):
+    """A minmax PTQ record priced AdaRound runs too (12 s planned for a 4 min run): runs
+    whose stages declare other cost factors (`Method.cost_factor`) do not share records."""
+    from bench.plan import RecordTimes
+
+    def own(spec):
+        return RecordTimes([results], torch.get_num_threads()).own(spec)
+
+    _finished(results, make_spec("ptq", algorithm="minmax"), 10.0)
+    minmax, adaround = (make_spec("ptq", seed=1, algorithm=a) for a in ("minmax", "adaround"))
+    assert own(minmax) == (10.0, 1) and own(adaround) is None
+    _finished(results, make_spec("ptq", algorithm="adaround"), 200.0)
+    assert own(adaround) == (200.0, 1) and own(minmax) == (10.0, 1)
+
+
+def test_the_estimate_prices_costlier_ptq_algorithms_higher(results, make_spec):
+    """Without records, the MAdds estimate scales the run's non-training part by the
+    stage's declared cost factor: AdaRound and GPTQ plan longer than minmax, and fewer
+    AdaRound iterations plan shorter."""
+    specs = {name: make_spec("ptq", **sets) for name, sets in (
+        ("minmax", {"algorithm": "minmax"}), ("adaround", {"algorithm": "adaround"}),
+        ("gptq", {"algorithm": "gptq"}),
+        ("adaround_short", {"algorithm": "adaround", "adaround_iters": 20}))}
+    plan = {p.spec.run_id: p for p in make_plan(list(specs.values()), results)}
+    secs = {name: plan[s.run_id].seconds for name, s in specs.items()}
+    assert all(plan[s.run_id].source == "estimate" for s in specs.values())
+    assert secs["adaround"] > secs["minmax"] and secs["gptq"] > secs["minmax"]
+    assert secs["minmax"] < secs["adaround_short"] < secs["adaround"]
