@@ -18,6 +18,10 @@ by itself are patched for the duration of the export only:
   ENet's time, in float and in int8 alike, where the three vectorised ops take a quarter of
   that (docs/runtimes.md has the profile). `export_onnx(..., decompose_prelu=False)`
   keeps the PRelu node.
+* On request (`slice_pool_indices=True`, what the OpenVINO runtime asks for), a 2x2
+  max-pool that returns indices (ENet's encoder) is written as strided slices and
+  comparisons (`SlicedMaxPool2d`): the same maxima and indices, where ONNX MaxPool's
+  indices output runs in OpenVINO's scalar reference kernel.
 * Weights are exported as initializers, never graph inputs, and the batch axis is dynamic
   while H and W are fixed: onnxruntime's layout and fusion passes need constant weights
   and static spatial shapes.
