@@ -3,11 +3,13 @@
 The peer of `ptq` from Intel's toolkit, on the same footing: the trained float model, the
 same calibration images (the first training images at the evaluation transform, the
 budget's count unless `calibration_images` is set), no fine-tuning. The model goes through
-the zoo's ONNX export into OpenVINO, `nncf.quantize` inserts FakeQuantize nodes calibrated
-on those images (8-bit weights per channel, 8-bit activations; `preset` performance:
-symmetric activations, mixed: asymmetric), and the result is the OpenVINO IR (.xml graph
-and .bin weights): the artifact's bytes, what a user ships. The runner times it against the
-float baseline in OpenVINO.
+the zoo's ONNX export into OpenVINO exactly as the OpenVINO runtime takes the float
+baseline (`bench.runtimes.openvino_cpu.openvino_model`: native PReLU, max-pooling indices
+by slices, shape subgraphs folded; version 2, docs/runtimes.md), `nncf.quantize` inserts
+FakeQuantize nodes calibrated on those images (8-bit weights per channel, 8-bit
+activations; `preset` performance: symmetric activations, mixed: asymmetric), and the
+result is the OpenVINO IR (.xml graph and .bin weights): the artifact's bytes, what a user
+ships. The runner times it against the float baseline in OpenVINO.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ PRESETS = ("performance", "mixed")
 
 @register_method("nncf_ptq", family="quant")
 class NncfPTQ(RuntimeFileMethod):
-    version = 1
+    version = 2  # 2: OpenVINO's export (native PReLU, sliced pool indices, folded shapes)
     runtime = "openvino"
     suffixes = {"xml": ".xml", "bin": ".bin"}
 
@@ -44,12 +46,12 @@ class NncfPTQ(RuntimeFileMethod):
 
     def toolkit_compress(self, ctx, model: nn.Module, images) -> tuple[dict[str, bytes], str]:
         from bench.runtimes import require
-        from methods.onnx.export import export_onnx
 
         ov = require("openvino", "openvino")
         nncf = require("nncf", "openvino")
-        shape = ctx.input_shape
-        ov_model = ov.Core().read_model(export_onnx(model, shape), b"")
+        from bench.runtimes.openvino_cpu import openvino_model
+
+        ov_model = openvino_model(model, ctx.input_shape)
         data = nncf.Dataset([images[i : i + 1].numpy() for i in range(len(images))])
         preset = {"performance": nncf.QuantizationPreset.PERFORMANCE,
                   "mixed": nncf.QuantizationPreset.MIXED}[self.config.preset]

@@ -1,6 +1,14 @@
-"""OpenVINO's CPU plugin. A PyTorch model goes through the same ONNX export onnxruntime
-gets (so both runtimes run one graph, QDQ pairs included, which OpenVINO turns into its
-low-precision FakeQuantize form); an OpenVINO IR (NNCF's output) loads as it is.
+"""OpenVINO's CPU plugin. A PyTorch model goes through the zoo's ONNX export (QDQ pairs
+included, which OpenVINO turns into its low-precision FakeQuantize form) and OpenVINO's
+own converter; an OpenVINO IR (NNCF's output) loads as it is.
+
+The export differs from onnxruntime's in two rewrites, both exact (docs/runtimes.md, "ENet
+int8 in OpenVINO"): 2x2 max-pooling with indices is written as strided slices and
+comparisons, since OpenVINO runs ONNX MaxPool's indices output in a reference kernel (80 %
+of ENet's float time); and PReLU stays the native op, which OpenVINO fuses into the
+preceding convolution, in int8 too, where the decomposition onnxruntime needs does not
+fuse. `ov.convert_model` (not `Core.read_model`) folds the shape subgraphs of the
+dynamic batch, which would otherwise be saved in an IR as a third of its nodes.
 
 Compiled for latency (one stream, the run's threads) with the inference precision pinned
 to f32: on CPUs with bf16 or AMX units OpenVINO otherwise runs float models in bf16,
@@ -27,16 +35,11 @@ class OpenVinoCPU(Runtime):
                 "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"}
 
     def compile(self, model: nn.Module, input_shape: tuple[int, ...]) -> Compiled:
-        import openvino as ov
-
-        from methods.onnx.export import export_onnx
-
         if isinstance(model, RuntimeModule):
             if model.runtime == self.name:
                 return self.load(model.files(), input_shape)
             raise TypeError(f"a {model.runtime} file does not load in OpenVINO")
-        data = export_onnx(model, input_shape)
-        return self.build(ov.Core().read_model(data, b""), input_shape)
+        return self.build(openvino_model(model, input_shape), input_shape)
 
     def load(self, files: dict[str, bytes], input_shape: tuple[int, ...],
              precision: str | None = None) -> Compiled:
@@ -66,6 +69,18 @@ class OpenVinoCPU(Runtime):
             return torch.cat([run(x[i : i + 1]) for i in range(x.shape[0])]).to(images.device)
 
         return Compiled(predict, INT8 if low else FP32, {"integer_layers": len(low)})
+
+
+def openvino_model(model: nn.Module, input_shape: tuple[int, ...]):
+    """The `ov.Model` of a PyTorch model, exported the way OpenVINO runs it fastest."""
+    import io
+
+    import openvino as ov
+
+    from methods.onnx.export import export_onnx
+
+    data = export_onnx(model, input_shape, decompose_prelu=False, slice_pool_indices=True)
+    return ov.convert_model(io.BytesIO(data))
 
 
 def _info(op, key: str) -> str:

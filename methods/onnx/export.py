@@ -18,6 +18,10 @@ by itself are patched for the duration of the export only:
   ENet's time, in float and in int8 alike, where the three vectorised ops take a quarter of
   that (docs/runtimes.md has the profile). `export_onnx(..., decompose_prelu=False)`
   keeps the PRelu node.
+* On request (`slice_pool_indices=True`, what the OpenVINO runtime asks for), a 2x2
+  max-pool that returns indices (ENet's encoder) is written as strided slices and
+  comparisons (`SlicedMaxPool2d`): the same maxima and indices, where ONNX MaxPool's
+  indices output runs in OpenVINO's scalar reference kernel.
 * Weights are exported as initializers, never graph inputs, and the batch axis is dynamic
   while H and W are fixed: onnxruntime's layout and fusion passes need constant weights
   and static spatial shapes.
@@ -98,17 +102,57 @@ class DecomposedPReLU(nn.Module):
         return torch.relu(x) + w * torch.minimum(x, torch.zeros((), dtype=x.dtype))
 
 
+class SlicedMaxPool2d(nn.Module):
+    """`nn.MaxPool2d(k, stride=k, return_indices=True)` for k = 2 written as the four strided
+    slices of each 2x2 window and three comparisons: the same maxima and the same indices
+    (into the H*W plane, the first maximum in the window's row-major order, as PyTorch's
+    kernel picks it; NaN aside). Exported as Slice, Max, Greater, Where and Add, where the
+    native export is ONNX MaxPool with an indices output, which OpenVINO's CPU plugin runs
+    in its reference (scalar) implementation: 80 % of ENet's time there (docs/runtimes.md).
+    """
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, w = (int(s) for s in x.shape[-2:])
+        oh, ow = h // 2, w // 2
+        x = x[..., : 2 * oh, : 2 * ow]  # floor mode drops the last odd row/column
+        a, b = x[..., 0::2, 0::2], x[..., 0::2, 1::2]
+        c, d = x[..., 1::2, 0::2], x[..., 1::2, 1::2]
+        top_b, bottom_d = b > a, d > c  # strict: the earlier of equal values wins
+        top, bottom = torch.maximum(a, b), torch.maximum(c, d)
+        take_bottom = bottom > top
+        one = torch.ones((), dtype=torch.long)
+        dx = torch.where(take_bottom, bottom_d.long(), top_b.long())
+        # row offset (2i + dy) * w and column 2j + dx, broadcast from an (oh, 1) and a
+        # (1, ow) constant so the graph holds no constant the size of a feature map
+        rows = torch.arange(oh, dtype=torch.long).mul(2 * w).reshape(oh, 1)
+        cols = torch.arange(ow, dtype=torch.long).mul(2).reshape(1, ow)
+        index = torch.where(take_bottom, one * w, one * 0) + dx + rows + cols
+        return torch.maximum(top, bottom), index
+
+
 def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
+def _sliceable(m: nn.Module) -> bool:
+    """A 2x2, stride-2, unpadded, undilated, floor-mode max-pool that returns indices."""
+    return (type(m) is nn.MaxPool2d and m.return_indices and not m.ceil_mode
+            and _pair(m.kernel_size) == (2, 2) and _pair(m.stride or m.kernel_size) == (2, 2)
+            and _pair(m.padding) == (0, 0) and _pair(m.dilation) == (1, 1))
+
+
 @contextlib.contextmanager
-def exportable(model: nn.Module, decompose_prelu: bool = False) -> Iterator[nn.Module]:
+def exportable(model: nn.Module, decompose_prelu: bool = False,
+               slice_pool_indices: bool = False) -> Iterator[nn.Module]:
     """Temporarily replace modules the exporter cannot handle (and, on request, PReLU by
-    its decomposition); restores them after."""
+    its decomposition and 2x2 max-pooling with indices by its sliced form); restores them
+    after."""
     swapped = []
     for name, m in list(model.named_modules()):
-        if isinstance(m, nn.MaxUnpool2d):
+        if slice_pool_indices and _sliceable(m):
+            swapped.append((name, m))
+            model.set_submodule(name, SlicedMaxPool2d())
+        elif isinstance(m, nn.MaxUnpool2d):
             swapped.append((name, m))
             model.set_submodule(name, ScatterMaxUnpool2d(m))
         elif isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size not in (1, (1, 1)):
@@ -125,7 +169,7 @@ def exportable(model: nn.Module, decompose_prelu: bool = False) -> Iterator[nn.M
 
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, ...],
-                decompose_prelu: bool = True) -> bytes:
+                decompose_prelu: bool = True, slice_pool_indices: bool = False) -> bytes:
     """ONNX bytes of `model` (eval mode, CPU) for inputs of `input_shape` (any batch)."""
     was_training = model.training
     model.eval()
@@ -134,7 +178,8 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...],
     x = torch.zeros(*input_shape)
     buf = io.BytesIO()
     try:
-        with exportable(model, decompose_prelu), torch.no_grad(), warnings.catch_warnings():
+        with exportable(model, decompose_prelu, slice_pool_indices), torch.no_grad(), \
+                warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model, (x,), buf, dynamo=False, opset_version=OPSET, export_params=True,

@@ -14,6 +14,7 @@ from torch import nn
 from methods.onnx.export import (
     MatmulAdaptiveAvgPool2d,
     ScatterMaxUnpool2d,
+    SlicedMaxPool2d,
     export_onnx,
     exportable,
 )
@@ -171,3 +172,37 @@ def test_prelu_is_exported_decomposed_unless_asked_and_computes_the_same():
         np.testing.assert_allclose(out, m(x).numpy(), atol=1e-6, rtol=1e-6)
     with exportable(m):
         assert type(m[1]) is nn.PReLU  # decomposed only for the ONNX export
+
+
+@pytest.mark.parametrize("hw", [(8, 12), (7, 9), (2, 2), (6, 5)])
+def test_sliced_pool_gives_pytorchs_maxima_and_indices_ties_included(hw):
+    """Equal values in a window (a ReLU's zeros, int8 activations) must pick the index
+    PyTorch picks, the first in row-major order, or the unpooling puts values elsewhere."""
+    torch.manual_seed(0)
+    pool = nn.MaxPool2d(2, return_indices=True)
+    for x in (torch.randn(2, 3, *hw), torch.randint(0, 2, (2, 3, *hw)).float(),
+              torch.zeros(1, 2, *hw)):
+        values, idx = pool(x)
+        sliced_values, sliced_idx = SlicedMaxPool2d()(x)
+        assert torch.equal(sliced_values, values) and torch.equal(sliced_idx, idx)
+
+
+def test_sliced_pool_export_matches_pytorch_and_only_replaces_2x2_pools():
+    torch.manual_seed(0)
+    m = PoolUnpool().eval()
+    shape = (1, 4, 8, 12)
+    data = export_onnx(m, shape, slice_pool_indices=True)
+    assert "MaxPool" not in count_ops(data, optimized=False)
+    assert "MaxPool" in count_ops(export_onnx(m, shape), optimized=False)  # default: native
+    x = torch.randint(0, 3, (3, 4, 8, 12)).float()  # ties in most windows, batch 3
+    out = make_session(data, threads=1).run(None, {"images": x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_array_equal(out, m(x).numpy())
+    others = nn.Sequential(nn.MaxPool2d(3, 2, return_indices=True),
+                           nn.MaxPool2d(2, 2, padding=1, return_indices=True),
+                           nn.MaxPool2d(2, 2))
+    with exportable(others, slice_pool_indices=True):
+        assert all(type(p) is nn.MaxPool2d for p in others)
+    with exportable(m, slice_pool_indices=True):
+        assert isinstance(m.pool, SlicedMaxPool2d)
+    assert type(m.pool) is nn.MaxPool2d
