@@ -284,7 +284,7 @@ class StructuredPruning(Method):
         taylor_batches: int = setting(4, ge=1)  # training batches that rank channels (taylor)
         # keep every pruned group's channel count a multiple of this (1: wherever `ratio`
         # lands); vectorised CPU kernels run multiples of 8/16 lanes (docs/pruning.md)
-        round_to: int = setting(1, ge=1)
+        round_to: int = setting(1, ge=1, new=True)  # new: runs recorded before keep their ids
 
     def __init__(self, config: Config | None = None):
         super().__init__(config)

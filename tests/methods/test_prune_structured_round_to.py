@@ -56,3 +56,8 @@ def test_round_to_is_validated_and_labelled():
         _stage(round_to=0)
     assert _stage(ratio=0.5).method.describe() == "ratio=0.5,l1"  # default: label unchanged
     assert _stage(ratio=0.5, round_to=8).method.describe() == "ratio=0.5,l1,round_to=8"
+
+
+def test_round_to_at_its_default_leaves_run_ids_unchanged():
+    assert "round_to" not in _stage(ratio=0.5).config_dict()  # recorded runs keep their ids
+    assert _stage(ratio=0.5, round_to=8).config_dict()["round_to"] == 8
