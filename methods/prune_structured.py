@@ -19,7 +19,8 @@ pruning decision removes the same channels from all of them. We:
   scores normalised by the layer's larger ones, which only matters when ranking
   globally) or FPGM (He et al. 2019: distance to the layer's geometric median) within each
   group or globally, and remove `ratio` of them, in `iterative_steps` steps with a share
-  of the fine-tuning budget between steps;
+  of the fine-tuning budget between steps; with `round_to=N` every pruned group keeps
+  the nearest multiple of N channels (docs/pruning.md measured what that buys per runtime);
 * record every resized module's new shape in the artifact, so the loader can resize a
   freshly built zoo model before the weights load (`rebuild`).
 
@@ -225,7 +226,9 @@ def rounded_keep(n: int, keep: int, multiple: int) -> int:
     return min(n, k)
 
 
-def _rounding_pruner():
+def rounding_pruner() -> type:
+    """torch-pruning's BasePruner with `rounded_keep` as its rounding (torch-pruning is
+    imported on first use, as everywhere in this module)."""
     import torch_pruning as tp
 
     class RoundingPruner(tp.pruner.BasePruner):
@@ -238,10 +241,6 @@ def _rounding_pruner():
                                                    current_channels - n_pruned, round_to)
 
     return RoundingPruner
-
-
-def RoundingPruner(*args, **kwargs):  # noqa: N802 - a class, built on first use
-    return _rounding_pruner()(*args, **kwargs)
 
 
 @dataclass
@@ -324,7 +323,7 @@ class StructuredPruning(Method):
                 f"{names.get(groups[0][0][0].target.module) if groups else '-'}: "
                 f"{bad[0][1] if bad else 'no groups'})")
         with no_inplace(model):
-            pruner = RoundingPruner(
+            pruner = rounding_pruner()(
                 model, example, importance=make_importance(c.importance),
                 global_pruning=c.global_pruning, pruning_ratio=c.ratio,
                 max_pruning_ratio=c.max_layer_ratio if c.global_pruning else 1.0,
