@@ -19,7 +19,8 @@ pruning decision removes the same channels from all of them. We:
   scores normalised by the layer's larger ones, which only matters when ranking
   globally) or FPGM (He et al. 2019: distance to the layer's geometric median) within each
   group or globally, and remove `ratio` of them, in `iterative_steps` steps with a share
-  of the fine-tuning budget between steps;
+  of the fine-tuning budget between steps; with `round_to=N` every pruned group keeps
+  the nearest multiple of N channels (docs/pruning.md measured what that buys per runtime);
 * record every resized module's new shape in the artifact, so the loader can resize a
   freshly built zoo model before the weights load (`rebuild`).
 
@@ -217,6 +218,31 @@ def out_pruned_layers(group, graph) -> list[nn.Module]:
             and isinstance(dep.target.module, nn.Module)]
 
 
+def rounded_keep(n: int, keep: int, multiple: int) -> int:
+    """Channels a group of `n` keeps when `keep` is asked and counts must be multiples of
+    `multiple`: the nearest multiple, never none (at least one multiple) and never more than
+    `n`, so a group smaller than one multiple stays whole."""
+    k = max(multiple, int(round(keep / multiple)) * multiple)
+    return min(n, k)
+
+
+def rounding_pruner() -> type:
+    """torch-pruning's BasePruner with `rounded_keep` as its rounding (torch-pruning is
+    imported on first use, as everywhere in this module)."""
+    import torch_pruning as tp
+
+    class RoundingPruner(tp.pruner.BasePruner):
+        """torch-pruning's pruner whose `round_to` rounds the kept channels to the nearest
+        multiple rather than down: its own rounding leaves a group of 13 asked to keep 7 at
+        round_to=8 with none, which removes the whole layer."""
+
+        def _round_to(self, n_pruned, current_channels, round_to):
+            return current_channels - rounded_keep(current_channels,
+                                                   current_channels - n_pruned, round_to)
+
+    return RoundingPruner
+
+
 @dataclass
 class ChannelPruning(Fact):
     """Parameters before and after, the channel groups found and those kept whole because
@@ -255,6 +281,9 @@ class StructuredPruning(Method):
         ignore: list[str] = setting([])  # fnmatch patterns of module names
         max_layer_ratio: float = setting(0.9, gt=0.0, lt=1.0)  # global: most of one layer
         taylor_batches: int = setting(4, ge=1)  # training batches that rank channels (taylor)
+        # keep every pruned group's channel count a multiple of this (1: wherever `ratio`
+        # lands); vectorised CPU kernels run multiples of 8/16 lanes (docs/pruning.md)
+        round_to: int = setting(1, ge=1, new=True)  # new: runs recorded before keep their ids
 
     def __init__(self, config: Config | None = None):
         super().__init__(config)
@@ -294,13 +323,14 @@ class StructuredPruning(Method):
                 f"{names.get(groups[0][0][0].target.module) if groups else '-'}: "
                 f"{bad[0][1] if bad else 'no groups'})")
         with no_inplace(model):
-            pruner = tp.pruner.BasePruner(
+            pruner = rounding_pruner()(
                 model, example, importance=make_importance(c.importance),
                 global_pruning=c.global_pruning, pruning_ratio=c.ratio,
                 max_pruning_ratio=c.max_layer_ratio if c.global_pruning else 1.0,
                 iterative_steps=c.iterative_steps, ignored_layers=ignored,
                 root_module_types=list(ROOT_TYPES), num_heads=heads,
-                prune_head_dims=True, prune_num_heads=False)
+                prune_head_dims=True, prune_num_heads=False,
+                round_to=c.round_to if c.round_to > 1 else None)
         self.steps_epochs = self.epoch_split(ctx.budget.finetune_epochs)
         lr = ctx.budget.lr * ctx.budget.finetune_lr_scale
         for step in range(c.iterative_steps):
@@ -385,4 +415,5 @@ class StructuredPruning(Method):
     def describe(self) -> str:
         c = self.config
         return (f"ratio={c.ratio},{c.importance}{',global' if c.global_pruning else ''}"
-                f"{f',steps={c.iterative_steps}' if c.iterative_steps > 1 else ''}")
+                f"{f',steps={c.iterative_steps}' if c.iterative_steps > 1 else ''}"
+                f"{f',round_to={c.round_to}' if c.round_to > 1 else ''}")
