@@ -425,6 +425,16 @@ def stages_from_record(resolved: Iterable[dict[str, Any]]) -> list[Stage]:
     return out
 
 
+def stage_cost_factors(resolved: list[dict[str, Any]]) -> tuple[float, ...]:
+    """Each resolved stage's `Method.cost_factor`, for the planner's record key and its MAdds
+    estimate; 1.0 for every stage when a record names a method or settings this segbench no
+    longer knows (an old record), so it still prices like its plain configuration."""
+    try:
+        return tuple(st.method.cost_factor() for st in stages_from_record(resolved))
+    except Exception:  # noqa: BLE001 - a record of an uninstalled plugin or old settings
+        return (1.0,) * len(resolved)
+
+
 def headline_variants(sets: dict[str, Any]) -> list:
     """The headline variants with `--set` applied on top (to the stages that have the
     setting). A family without an entry (a plugin's) runs its members at their defaults."""

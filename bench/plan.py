@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from bench.method import stage_cost_factors
 from bench.records import FAILED, OK, iter_records, read_record
 from bench.spec import RunSpec
 
@@ -50,18 +51,7 @@ def _machine() -> str:
 def _loose_key(model: str, method: str, budget: str, dataset: str,
                kwargs: dict[str, Any], stages: list[dict[str, Any]]) -> tuple:
     return (model, tuple(sorted((k, str(v)) for k, v in kwargs.items())), method, budget,
-            dataset, cost_factors(stages))
-
-
-def cost_factors(stages: list[dict[str, Any]]) -> tuple[float, ...]:
-    """Each stage's `Method.cost_factor` (rounded: a key), 1.0 for a stage whose method or
-    settings this segbench no longer knows (an old record)."""
-    from bench.method import stages_from_record
-
-    try:
-        return tuple(round(st.method.cost_factor(), 2) for st in stages_from_record(stages))
-    except Exception:  # noqa: BLE001 - a record of an uninstalled plugin or old settings
-        return (1.0,) * len(stages)
+            dataset, tuple(round(f, 2) for f in stage_cost_factors(stages)))
 
 
 def _spec_key(spec: RunSpec) -> tuple:

@@ -158,9 +158,9 @@ def estimate(spec: RunSpec, results: Path, num_classes: int, static_of,
 
     work += (n_eval + 1 + 2 * (b.latency_runs + b.latency_warmup)) * eval_img  # paired timing
     if not spec.is_baseline:
-        from bench.method import stages_from_record
+        from bench.method import stage_cost_factors
 
-        excess = sum(st.method.cost_factor() - 1 for st in stages_from_record(spec.stages))
+        excess = sum(f - 1 for f in stage_cost_factors(spec.stages))
         work, fixed = work * (1 + excess), fixed * (1 + excess)
     trains_baseline = need_baseline(spec.model, spec.model_kwargs)
     if trains_baseline:
