@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -53,6 +53,12 @@ PROBE_SIZES = ((32, 32), (29, 45))  # (H, W) of the cheap per-group probes
 
 
 # -- shapes: what the artifact records and the loader restores -------------------------
+
+def out_width(module: nn.Module) -> int | None:
+    """The channel count a group root's pruning changes: a convolution's output channels,
+    a linear layer's output features."""
+    return getattr(module, "out_channels", getattr(module, "out_features", None))
+
 
 def module_shapes(model: nn.Module) -> dict[str, dict[str, Any]]:
     """name -> {"attrs": channel counts, "tensors": shapes of its own params/buffers}."""
@@ -245,8 +251,11 @@ def rounding_pruner() -> type:
 
 @dataclass
 class ChannelPruning(Fact):
-    """Parameters before and after, the channel groups found and those kept whole because
-    pruning them breaks the forward pass, the layers never pruned, the epoch split."""
+    """Parameters before and after, the channel groups found, those kept whole because
+    pruning them breaks the forward pass, those the criterion left whole (e.g. bn_scale
+    scores no group without a BatchNorm, such as U-Net's transposed convolutions, so its
+    ratio is not the one asked for: the leaderboard's MAdds × shows by how much), the layers
+    never pruned, the epoch split."""
 
     key: ClassVar[str] = "prune_structured"
     params_before: int
@@ -256,6 +265,7 @@ class ChannelPruning(Fact):
     groups_kept_unsupported: list[dict[str, Any]]
     ignored_layers: list[str]
     finetune_epochs_per_step: list[int]
+    groups_left_whole: list[str] = field(default_factory=list)
 
 
 @register_method("prune_structured", family="prune")
@@ -322,6 +332,10 @@ class StructuredPruning(Method):
                 f"{ctx.spec.model} consistently ({len(groups)} groups, e.g. "
                 f"{names.get(groups[0][0][0].target.module) if groups else '-'}: "
                 f"{bad[0][1] if bad else 'no groups'})")
+        skipped = {id(g) for g, _ in bad}
+        widths = {g[0][0].target.module: out_width(g[0][0].target.module) for g in groups
+                  if id(g) not in skipped and g[0][0].target.module not in ignored
+                  and out_width(g[0][0].target.module) is not None}
         with no_inplace(model):
             pruner = rounding_pruner()(
                 model, example, importance=make_importance(c.importance),
@@ -344,6 +358,7 @@ class StructuredPruning(Method):
                           desc=f"finetune prune_structured step {step + 1}")
         del pruner, graph
         model.eval()
+        left_whole = sorted({names.get(m, "?") for m, n in widths.items() if out_width(m) == n})
         err = _runs(model, CHECK_SIZES + (tuple(ctx.input_shape[-2:]),), device)
         if err is not None:
             raise RuntimeError(f"prune_structured: {ctx.spec.model} no longer runs after "
@@ -364,6 +379,7 @@ class StructuredPruning(Method):
                  "error": f"{type(e).__name__}: {str(e)[:200]}"} for g, e in bad],
             ignored_layers=sorted({names[m] for m in ignored if m in names}),
             finetune_epochs_per_step=self.steps_epochs,
+            groups_left_whole=left_whole if c.ratio > 0 else [],
         ))
         return model
 

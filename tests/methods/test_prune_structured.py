@@ -234,6 +234,19 @@ def test_bn_scale_keeps_the_channels_with_the_largest_scales(make_ctx):
     assert torch.equal(kept.sort().values, gamma.sort().values[len(gamma) // 2:])
 
 
+def test_groups_the_criterion_cannot_score_are_reported_left_whole(make_ctx):
+    """bn_scale scores no group without a BatchNorm: U-Net's transposed convolutions stay
+    whole, so the record must say its ratio is not the one asked for; l1 prunes them."""
+    left = {}
+    for importance in ("l1", "bn_scale"):
+        ctx = make_ctx("prune_structured", "unet_small", model_kwargs=TINY_UNET)
+        model = ctx.build_model().eval()
+        _stage(ratio=0.5, importance=importance).method.compress(ctx, model)
+        left[importance] = ctx.extras["prune_structured"]["groups_left_whole"]
+    assert left["l1"] == []
+    assert left["bn_scale"] and all(".up." in n or n.endswith(".up") for n in left["bn_scale"])
+
+
 def test_lamp_ranks_as_l2_within_a_group_and_differs_globally(make_ctx):
     """LAMP's normalisation is monotone within a layer: ranking locally it removes the
     channels l2 removes (so its sweep row ranks globally, where it changes the result)."""
