@@ -8,10 +8,12 @@ needs, then the rest. A worker that dies loses only its own run, which is record
 failed with the reason; re-running the grid retries it and skips everything finished.
 
 Several `local` processes on one grid and results directory share it out by work-stealing
-(`bench.steal`): each skips the runs another holds. The Ray executor does not: its workers
-take their run's lock waiting (`run_claimed`), which is right within one Ray grid (the
-driver hands each run to one worker) but makes a second grid on the same directory, Ray or
-local, wait on the runs the first holds rather than take the free ones.
+(`bench.steal`): each skips the runs another holds, and the runs whose baseline another is
+training (the local executor goes through both waves as one queue, baselines first, so a
+run of a baseline already trained need not wait for one still training). The Ray executor
+does not: its workers take their run's lock waiting (`run_claimed`), which is right within
+one Ray grid (the driver hands each run to one worker) but makes a Ray worker wait on a run
+another grid holds rather than take a free one.
 """
 
 from __future__ import annotations
