@@ -102,9 +102,6 @@ def cmd_run(args) -> int:
     print_plan(specs, results, full=args.dry_run)
     if args.dry_run:
         return 0
-    from bench.runner import order_with_baselines, pending
-
-    resumed = {r["run_id"] for r in pending(order_with_baselines(specs), results)[1]}
     records = run_specs(specs, executor=args.executor, results=results, device=args.device,
                         data_root=Path(args.data_root) if args.data_root else None,
                         threads=args.threads)
@@ -112,10 +109,12 @@ def cmd_run(args) -> int:
     counts = Counter(r.get("status") for r in records)
     n_na = counts[NOT_APPLICABLE]
     n_failed = len(records) - counts[OK] - n_na
-    n_resumed = sum(r.get("run_id") in resumed for r in records)
+    n_resumed, n_other = len(records.resumed), len(records.elsewhere)
+    where = ([f"{n_resumed} of them finished earlier, resumed"] if n_resumed else []) + (
+        [f"{n_other} done by another process meanwhile",
+         f"{len(records) - n_resumed - n_other} run here"] if n_other else [])
     print(f"{counts[OK]} runs ok, " + (f"{n_na} not applicable, " if n_na else "")
-          + f"{n_failed} failed" + (f" ({n_resumed} of them finished earlier, resumed)"
-                                    if n_resumed else "")
+          + f"{n_failed} failed" + (f" ({'; '.join(where)})" if where else "")
           + f"; leaderboard: {md}", file=sys.stderr)
     return 1 if n_failed else 0
 

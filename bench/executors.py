@@ -6,6 +6,14 @@ it (its own model's, or a teacher's), so that many workers starting at once do n
 train it: executors run the grid in two waves, the `none` runs of every baseline the grid
 needs, then the rest. A worker that dies loses only its own run, which is recorded as
 failed with the reason; re-running the grid retries it and skips everything finished.
+
+Several `local` processes on one grid and results directory share it out by work-stealing
+(`bench.steal`): each skips the runs another holds, and the runs whose baseline another is
+training (the local executor goes through both waves as one queue, baselines first, so a
+run of a baseline already trained need not wait for one still training). The Ray executor
+does not: its workers take their run's lock waiting (`run_claimed`), which is right within
+one Ray grid (the driver hands each run to one worker) but makes a Ray worker wait on a run
+another grid holds rather than take a free one.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from bench.locks import clean_orphan_temps, locked
-from bench.records import FAILED, is_done, read_record, write_record
+from bench.records import FAILED, GridRecords, is_done, read_record, write_record
 from bench.runner import base_record, pending, resolve_device, run_claimed, run_grid, waves
 from bench.spec import RunSpec, spec_from_dict
 
@@ -27,7 +35,7 @@ EXECUTORS = ("local", "ray")
 
 
 def run_local(specs: list[RunSpec], *, results: Path, device: str, data_root: Path | None,
-              threads: int | None) -> list[dict[str, Any]]:
+              threads: int | None) -> GridRecords:
     return run_grid(specs, results=results, device=resolve_device(device), data_root=data_root,
                     threads=threads)
 
@@ -59,7 +67,7 @@ def gather(results: Path, spec: RunSpec, rec: dict[str, Any]) -> dict[str, Any]:
 
 def run_ray(specs: list[RunSpec], *, results: Path, device: str, data_root: Path | None,
             threads: int | None, ray_init: Callable[[], Any] | None = None
-            ) -> list[dict[str, Any]]:
+            ) -> GridRecords:
     try:
         import ray
     except ImportError:
@@ -76,10 +84,11 @@ def run_ray(specs: list[RunSpec], *, results: Path, device: str, data_root: Path
     results = Path(results).resolve()
     root = str(data_root.resolve()) if data_root else None
     clean_orphan_temps(results)
-    records = []
+    records = GridRecords()  # `elsewhere` stays empty: a worker cannot tell
     for wave in waves(specs):
         todo, done = pending(wave, results)
         records += done
+        records.resumed |= {r["run_id"] for r in done}
         refs = {task.remote(s.to_dict(), str(results), device, root, threads): s for s in todo}
         bar = tqdm(total=len(refs), desc="grid (ray)", unit="run", disable=None)
         remaining = list(refs)
@@ -101,7 +110,7 @@ def run_ray(specs: list[RunSpec], *, results: Path, device: str, data_root: Path
 
 def run_specs(specs: list[RunSpec], *, executor: str = "local", results: Path,
               device: str = "auto", data_root: Path | None = None,
-              threads: int | None = None) -> list[dict[str, Any]]:
+              threads: int | None = None) -> GridRecords:
     if executor == "local":
         return run_local(specs, results=results, device=device, data_root=data_root,
                          threads=threads)

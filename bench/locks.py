@@ -5,7 +5,9 @@ A lock is an OS file lock (`filelock`, `flock` underneath): the kernel drops it 
 holder dies, even by `kill -9`, so a crashed grid never blocks the next one. Locks live in
 `<results>/cache/locks/`. Order, so no two processes can wait on each other: a run's lock
 is taken before the baseline locks it needs, and no run lock is taken under a baseline
-lock. The locks reach as far as the filesystem's `flock`: one host, or every node on NFS
+lock; a lock only tried (`try_locked`, which never waits) can be taken under any other,
+as the work-stealing local executor (`bench.steal`) does to look past busy runs. The
+locks reach as far as the filesystem's `flock`: one host, or every node on NFS
 (or Lustre mounted with `-o flock`).
 """
 
@@ -63,6 +65,14 @@ def try_locked(results: Path, kind: str, key: str) -> Iterator[bool]:
         yield True
     finally:
         lock.release()
+
+
+def wait_free(results: Path, kind: str, key: str) -> None:
+    """Block until nobody holds the `kind` lock of `key`, taking it and dropping it at once:
+    a waiter that holds nothing while it waits cannot be part of a deadlock."""
+    lock = _lock(results, kind, key)
+    lock.acquire()
+    lock.release()
 
 
 def _temp_owner(path: Path, results: Path) -> tuple[str, str] | None:

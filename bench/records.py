@@ -19,6 +19,17 @@ OK, FAILED, NOT_APPLICABLE = "ok", "failed", "not applicable"
 FINAL_STATUSES = (OK, NOT_APPLICABLE)
 
 
+class GridRecords(list):
+    """The records of a grid, each run's once, and where they came from: `resumed`, the
+    run ids already final when the grid started; `elsewhere`, those another process
+    sharing the results directory finished meanwhile; the rest ran in this grid."""
+
+    def __init__(self, records=(), resumed=(), elsewhere=()):
+        super().__init__(records)
+        self.resumed: set[str] = set(resumed)
+        self.elsewhere: set[str] = set(elsewhere)
+
+
 def is_final(rec: dict[str, Any] | None) -> bool:
     return rec is not None and rec.get("status") in FINAL_STATUSES
 

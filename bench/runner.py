@@ -1,6 +1,7 @@
 """Runs a grid of run specs: baselines first, resume from finished records, a failure
 recorded with its reason while the grid goes on, every record written atomically, each
-run under its file lock so two grids on one results directory never run it twice."""
+run under its file lock so two grids on one results directory never run it twice, and
+share it out: a run another process holds is left to it (`bench.steal`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from bench import __version__
 from bench.artifact import state_bytes_dense
@@ -33,12 +33,14 @@ from bench.records import (
     FAILED,
     NOT_APPLICABLE,
     OK,
+    GridRecords,
     is_done,
     read_record,
     write_record,
 )
 from bench.runtimes.base import complexity_model
 from bench.spec import RunSpec
+from bench.steal import steal
 
 
 def resolve_device(name: str) -> torch.device:
@@ -304,20 +306,27 @@ def pending(specs: list[RunSpec], results: Path) -> tuple[list[RunSpec], list[di
 
 
 def run_grid(specs: list[RunSpec], *, results: Path, device: torch.device,
-             data_root: Path | None = None, threads: int | None = None) -> list[dict[str, Any]]:
-    """The local executor: every run in this process, baselines first, resuming."""
+             data_root: Path | None = None, threads: int | None = None) -> GridRecords:
+    """The local executor: every run in this process, baselines first, resuming; with
+    other processes on the same grid and results directory, work-stealing (`bench.steal`):
+    runs they hold are left to them, each run done once by whichever process gets it.
+    Records come back in grid order."""
     git_revision()  # pin the revision the grid starts from
     flush_denormals()  # before the first parallel region, so every intra-op thread has it
     if threads:
         torch.set_num_threads(threads)
     clean_orphan_temps(results)
-    records = []
-    for wave in waves(specs):
-        todo, done = pending(wave, results)
-        records += done
-        bar = tqdm(todo, desc="grid", unit="run", disable=None)
-        for spec in bar:
-            bar.set_postfix_str(f"{spec.model} {spec.label} seed={spec.seed}")
-            records.append(run_claimed(spec, results=results, device=device,
-                                       data_root=data_root))
-    return records
+    bases, rest = waves(specs)
+    order = bases + rest
+    todo, done = pending(order, results)
+    needs = {s.run_id: [b.weights_spec().run_id for b in required_baselines([s])]
+             for s in todo}
+    producers: dict[str, list[str]] = {}
+    for b in bases:
+        producers.setdefault(b.weights_spec().run_id, []).append(b.run_id)
+    ran, elsewhere = steal(
+        todo, results=results, needs=needs, producers=producers,
+        run=lambda spec: run_one(spec, results=results, device=device, data_root=data_root))
+    by_id = {r["run_id"]: r for r in done} | ran
+    return GridRecords((by_id[s.run_id] for s in order), resumed={r["run_id"] for r in done},
+                       elsewhere=elsewhere)
