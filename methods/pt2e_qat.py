@@ -13,7 +13,8 @@ How: the model is captured with torch.export twice, once at the training batch a
 (autograd on, any batch) and once at the deployed shape (batch 1, evaluation size), because
 ENet's pooling indices keep height and width static; `prepare_qat_pt2e` puts the same
 fake-quantizers in both (symmetric 8-bit weights per channel, 8-bit asymmetric activations;
-each conv's BatchNorm folded in training form). The calibration images set the deployed
+each conv's BatchNorm folded in training form, except after a transposed convolution, where
+it is folded with its running statistics first: methods/toolkits/pt2e.py says why). The calibration images set the deployed
 graph's ranges, its state is loaded into the training graph, which the shared loop
 trains; `finalize` loads the trained state back into the deployed graph, records what
 that fake-quantized model predicts, converts and lowers it (methods/toolkits/pt2e.py, as
@@ -40,6 +41,7 @@ from methods.toolkits.pt2e import (
     capture,
     convert_and_lower,
     observe,
+    fold_transposed_conv_bn,
     prepare,
     require_pt2e,
 )
@@ -74,7 +76,9 @@ class Pt2eQatAgreement(Fact):
 
 @register_method("pt2e_qat", family="quant")
 class Pt2eQAT(Pt2eMethod):
-    version = 1
+    # 2: BatchNorms after transposed convolutions folded before preparing, so XNNPACK
+    # runs those convolutions (version 1 left them to ExecuTorch's portable kernel)
+    version = 2
 
     @dataclass
     class Config(Pt2eSettings):
@@ -95,14 +99,16 @@ class Pt2eQAT(Pt2eMethod):
         require_pt2e()
         model.eval().cpu()
         per_channel = self.config.per_channel
-        deployed = prepare(capture(model, ctx.input_shape), per_channel, qat=True)
+        deployed = prepare(fold_transposed_conv_bn(capture(model, ctx.input_shape)),
+                           per_channel, qat=True)
         deployed.eval()
         images = self.calibration(ctx)
         observe(deployed, images)
         sample, _ = ctx.dataset("train", train=True)[0]
         batch = min(ctx.budget.batch_size, len(ctx.dataset("train", train=True)))
         shape = (batch, *sample.shape)
-        graph = prepare(capture(model, shape, batch, trainable=True), per_channel, qat=True)
+        graph = prepare(fold_transposed_conv_bn(capture(model, shape, batch, trainable=True)),
+                        per_channel, qat=True)
         load_twin(graph, deployed)
         self.deployed, self.structure = deployed, model
         ctx.report(Pt2eQatGraph(fake_quantizers=count_fake_quantizers(graph),

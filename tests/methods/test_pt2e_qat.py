@@ -138,3 +138,65 @@ def test_finalize_lowers_a_program_that_agrees_with_the_fake_quantized_model(tmp
     assert isinstance(out, RuntimeModule) and out.precision == INT8
     assert method.check(out, {}) == []
     assert run.extras["pt2e_qat"]["pte_argmax_agreement"] >= 0.95
+
+
+class UpsampleBN(torch.nn.Module):
+    """A transposed convolution followed by BatchNorm, as in ENet's upsampling bottleneck."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.up = torch.nn.ConvTranspose2d(8, 8, 2, stride=2, bias=False)
+        self.up_bn = torch.nn.BatchNorm2d(8)
+        self.head = torch.nn.Conv2d(8, 3, 1)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.conv(x)))
+        return self.head(torch.relu(self.up_bn(self.up(x))))
+
+
+def _trained_upsample_bn() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = UpsampleBN()
+    with torch.no_grad():
+        for bn in (model.bn, model.up_bn):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def test_folding_transposed_conv_batchnorm_keeps_the_outputs():
+    from methods.toolkits.pt2e import fold_transposed_conv_bn
+
+    model = _trained_upsample_bn()
+    graph = fold_transposed_conv_bn(capture(model, (1, 3, 16, 16)))
+    assert sum("batch_norm" in str(n.target) for n in graph.graph.nodes) == 1  # self.bn stays
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(graph(x[:1]), model(x[:1]), atol=1e-5)
+
+
+@pytest.mark.slow  # torchao's QAT pattern matching and the lowering: ~70 s on the shared host
+def test_qat_program_delegates_every_convolution_to_xnnpack():
+    """Version 1 left a transposed convolution followed by BatchNorm in ExecuTorch's portable
+    kernel (its weight computed at run time by the training-form fold): 0.51x on ENet."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    from torchao.quantization.pt2e import disable_observer
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    from methods.toolkits.pt2e import fold_transposed_conv_bn, observe
+
+    shape = (1, 3, 16, 16)
+    graph = prepare(fold_transposed_conv_bn(capture(_trained_upsample_bn(), shape)),
+                    per_channel=True, qat=True)
+    graph.eval()
+    observe(graph, torch.randn(4, 3, 16, 16))
+    graph.apply(disable_observer)
+    exported = torch.export.export(convert_pt2e(graph), (torch.zeros(shape),))
+    edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+    outside = [str(n.target) for n in edge.exported_program().graph_module.graph.nodes
+               if n.op == "call_function" and "convolution" in str(n.target)]
+    assert outside == []
