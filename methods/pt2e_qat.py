@@ -15,10 +15,11 @@ ENet's pooling indices keep height and width static; `prepare_qat_pt2e` puts the
 fake-quantizers in both (symmetric 8-bit weights per channel, 8-bit asymmetric activations;
 each conv's BatchNorm folded in training form, except after a transposed convolution, where
 it is folded with its running statistics first: methods/toolkits/pt2e.py says why). The
-calibration images set the deployed graph's ranges, its state is loaded into the training graph, which the shared loop
-trains; `finalize` loads the trained state back into the deployed graph, records what
-that fake-quantized model predicts, converts and lowers it (methods/toolkits/pt2e.py, as
-`pt2e_ptq` does), and checks the program's argmax against the fake-quantized model's.
+calibration images set the deployed graph's ranges, its state is loaded into the training
+graph, which the shared loop trains; `finalize` loads the trained state back into the
+deployed graph, records what that fake-quantized model predicts, converts and lowers it
+(methods/toolkits/pt2e.py, as `pt2e_ptq` does), and checks the program's argmax against the
+fake-quantized model's.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ from methods.toolkits.pt2e import (
     Pt2eSettings,
     capture,
     convert_and_lower,
-    observe,
     fold_transposed_conv_bn,
+    observe,
     prepare,
     require_pt2e,
 )
