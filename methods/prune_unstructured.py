@@ -11,7 +11,10 @@ What it does to a trained model:
   (`scope=layer`, the default: every layer keeps the same fraction, like Han et al.'s
   per-layer thresholds) or ranked over all prunable layers together (`scope=global`,
   which follows the layers' weight scales: on ENet at 90 % it zeroes whole 3x3 layers,
-  reported as `dead_layers` in the run's extras): at once before fine-tuning
+  reported as `dead_layers` in the run's extras), or each layer at its own rate chosen from
+  its measured sensitivity so that the rates together meet `sparsity` (`scope=sensitivity`,
+  methods/pruning/allocate.py; the rates and the table are in the record): at once before
+  fine-tuning
   (`schedule=oneshot`), or rising from `initial_sparsity` to `sparsity` during fine-tuning
   as s_t = s_f + (s_i - s_f)(1 - (t - t0)/(t_end - t0))^3 every `frequency` steps
   (`schedule=gradual`; by default over the middle half of fine-tuning);
@@ -59,6 +62,7 @@ from methods.pruning.masks import (
 )
 
 SCHEDULES = ("oneshot", "gradual")
+SCOPE_CHOICES = (*SCOPES, "sensitivity")
 PATTERN = re.compile(r"^([1-9][0-9]*):([1-9][0-9]*)$")
 PATTERN_WORDS = "null (unstructured) or N:M with 0 < N < M <= 64, e.g. 2:4"
 
@@ -83,16 +87,29 @@ class SemiStructured(Fact):
     dense_layers_not_divisible: list[str]
 
 
+@dataclass
+class SensitivityAllocation(Fact):
+    """scope=sensitivity: the rate each layer was given, and the measured table (layer ->
+    rate -> relative squared logit error with that layer alone pruned) it was chosen from."""
+
+    key: ClassVar[str] = "prune_unstructured"
+    allocated_sparsity: dict[str, float]
+    sensitivity: dict[str, dict[str, float]]
+    sensitivity_images: int
+
+
 @register_method("prune_unstructured", family="prune")
 class UnstructuredPruning(Method):
     version = 1
-    sweep = [{"sparsity": 0.5}, {"sparsity": 0.75}, {"sparsity": 0.9}, {"pattern": "2:4"}]
+    sweep = [{"sparsity": 0.5}, {"sparsity": 0.75}, {"sparsity": 0.9},
+             {"sparsity": 0.9, "scope": "sensitivity"}, {"pattern": "2:4"}]
 
     @dataclass
     class Config(Settings):
         sparsity: float = setting(0.5, ge=0.0, lt=1.0)  # fraction of prunable weights zeroed
-        # layer | global: rank magnitudes within each layer or over all
-        scope: str = setting("layer", choices=SCOPES)
+        # layer | global: rank magnitudes within each layer or over all; sensitivity: each
+        # layer's rate chosen from its measured sensitivity (methods/pruning/allocate.py)
+        scope: str = setting("layer", choices=SCOPE_CHOICES)
         schedule: str = setting("oneshot", choices=SCHEDULES)  # oneshot | gradual (AGP)
         initial_sparsity: float = setting(0.0, ge=0.0)  # gradual: sparsity at begin_step
         # gradual: first pruning step (None: 1/4 into fine-tuning)
@@ -119,7 +136,8 @@ class UnstructuredPruning(Method):
                 implied = 1 - nm[0] / nm[1]
                 if self.schedule != "oneshot" or self.scope != "layer":
                     raise ConfigError("pattern", self.pattern, "null with schedule=gradual "
-                                      "or scope=global (an N:M mask is one-shot, per layer)")
+                                      "or a scope other than layer (an N:M mask is "
+                                      "one-shot, per layer)")
                 default = type(self).__dataclass_fields__["sparsity"].default
                 if self.sparsity not in (default, implied):
                     raise ConfigError("sparsity", self.sparsity, f"{implied:g} (implied by "
@@ -138,6 +156,7 @@ class UnstructuredPruning(Method):
         self.masks: dict[str, Any] = {}
         self.current = 0.0  # the sparsity the masks hold now
         self.events: list[tuple[int, float]] = []  # (step, sparsity) of gradual pruning
+        self.rates: dict[str, float] = {}  # scope=sensitivity: each layer's final rate
 
     # -- selection and masks --------------------------------------------------------------
     @property
@@ -173,7 +192,12 @@ class UnstructuredPruning(Method):
             apply_masks(model, self.masks)
             self.current = sparsity
             return
-        self.masks = magnitude_masks(weights, sparsity, self.config.scope)
+        if self.config.scope == "sensitivity":  # each layer its rate, scaled on the way
+            scale = sparsity / self.config.sparsity if self.config.sparsity else 0.0
+            self.masks = {k: magnitude_masks({k: w}, self.rates[k] * scale, "layer")[k]
+                          for k, w in weights.items()}
+        else:
+            self.masks = magnitude_masks(weights, sparsity, self.config.scope)
         apply_masks(model, self.masks)
         self.current = sparsity
 
@@ -188,12 +212,32 @@ class UnstructuredPruning(Method):
     def compress(self, ctx, model: nn.Module) -> nn.Module:
         c = self.config
         self.layers = self.select_layers(model, ctx.input_shape)
+        if c.scope == "sensitivity":
+            self.rates = self.allocate(ctx, model)
         if c.schedule == "oneshot":
             self.prune_to(model, c.sparsity)
         elif c.begin_step == 0:
             self.prune_to(model, c.initial_sparsity)
             self.events.append((0, c.initial_sparsity))
         return model
+
+    def allocate(self, ctx, model: nn.Module) -> dict[str, float]:
+        """Each layer's rate from its measured sensitivity (methods/pruning/allocate.py),
+        recorded with the table it came from."""
+        from methods.pruning import allocate
+
+        c = self.config
+        images = ctx.calibration_images(allocate.SENSITIVITY_IMAGES)
+        rates = allocate.rates_for(c.sparsity)
+        sens = allocate.pruning_sensitivity(model, self.layers, images,
+                                            ctx.budget.batch_size, rates)
+        modules = dict(model.named_modules())
+        numel = {n: modules[n].weight.numel() for n in self.layers}
+        chosen = allocate.allocate_sparsity(sens, numel, c.sparsity)
+        ctx.report(SensitivityAllocation(
+            allocated_sparsity=chosen, sensitivity_images=len(images),
+            sensitivity={n: {f"{r:g}": v for r, v in t.items()} for n, t in sens.items()}))
+        return chosen
 
     def finetune_epochs(self, ctx) -> int:
         return ctx.budget.finetune_epochs
@@ -276,7 +320,7 @@ class UnstructuredPruning(Method):
                 if most > n_keep:
                     problems.append(f"layer {name}: a group of {m} holds {most} nonzeros, "
                                     f"more than the pattern's {n_keep}")
-        elif c.scope == "global":
+        elif c.scope in ("global", "sensitivity"):
             if zeros < c.sparsity * total - 1:
                 problems.append(f"{zeros}/{total} prunable weights are zero, below the "
                                 f"target {c.sparsity}")

@@ -10,7 +10,7 @@ over per-layer bit-widths) and AIMET's AMP do.
 2. **Allocation.** The total sensitivity (summed over layers, HAWQ's additive model) is
    minimised subject to the packed weight codes fitting the budget: a multiple-choice
    knapsack, solved exactly by dynamic programming over the bytes (each layer's size
-   rounded up to the grid, so the budget always holds).
+   rounded up to the grid, so the budget always holds; methods/allocation).
 3. The plan's layers take the chosen widths; the artifact packs each layer's codes at its
    own width (`int_packed`), so the bytes are the file's, and the record keeps the table
    and the choice (`bench.facts.MixedPrecision`).
@@ -22,18 +22,17 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
 from bench.method import NotApplicable
 from bench.sensitivity import one_weight_at_a_time
+from methods.allocation import GRID_STEPS, choose_per_layer
 from methods.quant.modules import LayerSpec
 from methods.quant.plan import QuantPlan
 
 AUTO_BITS = (2, 4, 8)
 SENSITIVITY_IMAGES = 8  # calibration images the per-layer table is measured on
-GRID_STEPS = 4096  # resolution of the knapsack over the code budget
 
 
 def code_bytes(numel: int, bits: int) -> int:
@@ -100,33 +99,14 @@ def allocate(sens: dict[str, dict[int, float]], numel: dict[str, int],
     most = sum(code_bytes(numel[n], max(AUTO_BITS)) for n in names)
     if most <= budget:
         return {n: max(AUTO_BITS) for n in names}
-    step = max(1, math.ceil(budget / GRID_STEPS))
-    units = budget // step
-    inf = float("inf")
-    cost = np.zeros(units + 1)  # best summed sensitivity using at most u units
-    choice = []
-    for n in names:
-        new = np.full(units + 1, inf)
-        pick = np.full(units + 1, -1, dtype=np.int64)
-        for k, b in enumerate(AUTO_BITS):
-            c = math.ceil(code_bytes(numel[n], b) / step)
-            if c > units:
-                continue
-            cand = np.full(units + 1, inf)
-            cand[c:] = cost[: units + 1 - c] + sens[n][b]
-            better = cand < new
-            new[better], pick[better] = cand[better], k
-        cost = new
-        choice.append(pick)
-    if not np.isfinite(cost[units]):  # the grid's rounding left no room (tiny budgets)
+    bits = choose_per_layer(
+        {n: {b: sens[n][b] for b in AUTO_BITS} for n in names},
+        {n: {b: code_bytes(numel[n], b) for b in AUTO_BITS} for n in names}, budget)
+    if bits is None:  # the grid's rounding left no room (tiny budgets)
+        step = max(1, math.ceil(budget / GRID_STEPS))
         raise NotApplicable(f"no bit-widths in {AUTO_BITS} fit {budget} bytes on a "
                             f"{step}-byte grid")
-    out, u = {}, units
-    for n, pick in zip(reversed(names), reversed(choice)):
-        b = AUTO_BITS[int(pick[u])]
-        out[n] = b
-        u -= math.ceil(code_bytes(numel[n], b) / step)
-    return {n: out[n] for n in names}
+    return bits
 
 
 def with_bits(plan: QuantPlan, bits: dict[str, int]) -> None:

@@ -163,6 +163,35 @@ def test_artifact_round_trip_is_exact_and_several_times_smaller(make_ctx, tmp_pa
     assert stages[0].method.check(loaded, header["stages"][0]["meta"])
 
 
+def test_sensitivity_scope_meets_the_target_and_prunes_robust_layers_harder(make_ctx):
+    ctx = make_ctx("prune_unstructured", "unet_small", model_kwargs={"base_channels": 4,
+                                                                     "depth": 2})
+    model = ctx.build_model().eval()
+    m = _method(sparsity=0.8, scope="sensitivity")
+    m.compress(ctx, model)
+    counts = layer_zero_counts(model, m.layers)
+    zeros = sum(z for z, _ in counts.values())
+    total = sum(n for _, n in counts.values())
+    assert 0.8 * total - 1 <= zeros <= 0.85 * total  # the target, less a knapsack grid step
+    info = ctx.extras["prune_unstructured"]
+    rates = info["allocated_sparsity"]
+    assert set(rates) == set(m.layers) and len(set(rates.values())) > 1
+    for name, (z, n) in counts.items():  # each layer holds the rate it was given
+        assert abs(z - rates[name] * n) <= 1, name
+    # the table it chose from: every layer at every rate, error growing with the rate
+    table = info["sensitivity"]
+    assert set(table) == set(m.layers)
+    for row in table.values():
+        errors = [row[k] for k in sorted(row, key=float)]
+        assert errors[0] == 0.0 and errors[-1] > 0.0
+    # the most robust layer (least error at 0.9) is pruned at least as hard as the most
+    # sensitive one
+    robust = min(table, key=lambda n: table[n]["0.9"])
+    fragile = max(table, key=lambda n: table[n]["0.9"])
+    assert rates[robust] >= rates[fragile]
+    assert m.check(model, m.artifact_meta(model)) == []
+
+
 def test_runner_records_achieved_sparsity_and_verifies(make_spec, run_spec, results):
     rec = run_spec(make_spec("prune_unstructured", "enet", sparsity=0.75))
     assert rec["status"] == "ok", rec.get("error")
