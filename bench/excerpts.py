@@ -31,7 +31,7 @@ OPEN = re.compile(r"^<!-- excerpt:(.*)-->\s*$")
 CLOSE = re.compile(r"^<!-- /excerpt -->\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
 LIST_KEYS = ("models", "methods", "families")
-KEYS = (*LIST_KEYS, "table", "expect")
+KEYS = (*LIST_KEYS, "table", "expect", "only")
 TABLES = ("main", "deployment", "distillation")
 DOC_FILES = ("README.md", "results/README.md", "docs/*.md")
 FIX = "run `make docs-results` (python -m bench excerpts --update)"
@@ -51,6 +51,7 @@ class Selection:
     families: tuple[str, ...] = ()
     table: str = "main"
     expect: str = ""
+    only: str = ""  # a METHOD spec: quote only the rows of its configurations
 
     def describe(self) -> str:
         parts = [self.reference] + [f"{k}={','.join(getattr(self, k))}" for k in LIST_KEYS
@@ -59,6 +60,8 @@ class Selection:
             parts.append(f"table={self.table}")
         if self.expect:
             parts.append(f"expect={self.expect}")
+        if self.only:
+            parts.append(f"only={self.only}")
         return " ".join(parts)
 
 
@@ -105,7 +108,8 @@ def parse_marker(text: str, where: str, root: Path = REFERENCE_ROOT) -> Selectio
     table = fields.get("table", "main")
     if table not in TABLES:
         raise ExcerptError(f"{where}: unknown table {table!r}; valid: {', '.join(TABLES)}")
-    sel = Selection(ref, table=table, expect=fields.get("expect", ""), **lists)
+    sel = Selection(ref, table=table, expect=fields.get("expect", ""),
+                    only=fields.get("only", ""), **lists)
     _check_names(sel, where)
     return sel
 
@@ -130,11 +134,12 @@ def _check_names(sel: Selection, where: str) -> None:
     for f in sel.families:
         if f not in fams:
             raise unknown("family", f, sorted(fams))
-    if sel.expect:
-        try:
-            expand_methods(sel.expect)
-        except (UnknownNameError, ValueError) as e:
-            raise ExcerptError(f"{where}: expect={sel.expect}: {e}") from None
+    for key in ("expect", "only"):
+        if getattr(sel, key):
+            try:
+                expand_methods(getattr(sel, key))
+            except (UnknownNameError, ValueError) as e:
+                raise ExcerptError(f"{where}: {key}={getattr(sel, key)}: {e}") from None
 
 
 def _references(root: Path) -> list[str]:
@@ -188,12 +193,18 @@ class References:
         return self._cache[name]
 
 
-def select_rows(rows: list[dict[str, Any]], sel: Selection) -> list[dict[str, Any]]:
+def select_rows(rows: list[dict[str, Any]], sel: Selection,
+                records: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The rows a selection names, in the leaderboard's order. Methods match a row's
     method cell (a preset's name or the `a+b` spec); families match when any stage, or the
-    preset itself, belongs to one."""
+    preset itself, belongs to one; `only` keeps the rows of its configurations (read from
+    the rows' `records`), so a block quoting a fixed grid does not grow with the reference."""
+    allowed = _configurations(sel.only) if sel.only else None
+
     def wanted(r: dict[str, Any]) -> bool:
         if sel.models and r["model"] not in sel.models:
+            return False
+        if allowed is not None and _configuration(records or {}, r) not in allowed:
             return False
         if not (sel.methods or sel.families):
             return True
@@ -201,6 +212,25 @@ def select_rows(rows: list[dict[str, Any]], sel: Selection) -> list[dict[str, An
                                                    & set(sel.families))
 
     return [r for r in rows if wanted(r)]
+
+
+def _configurations(spec: str) -> set[tuple[str, str]]:
+    """(label, stages label) of every configuration a METHOD spec expands to."""
+    from bench.leaderboard import stages_label
+    from bench.method import expand_methods
+
+    return {(v.label, stages_label(v.resolved())) for v in expand_methods(spec)}
+
+
+def _configuration(records: dict[str, dict[str, Any]], row: dict[str, Any]
+                   ) -> tuple[str, str] | None:
+    """(label, stages label) of a leaderboard row, from its first run record."""
+    from bench.leaderboard import stages_label
+
+    rec = records.get(row["run_ids"].split()[0]) if row.get("run_ids") else None
+    if rec is None:
+        return None
+    return rec.get("label", rec["method"]), stages_label(rec["config"].get("stages", []))
 
 
 def _row_families(label: str) -> set[str]:
@@ -225,7 +255,7 @@ def render(sel: Selection, refs: References, doc: Path) -> list[str]:
     )
 
     rows, records = refs.get(sel.reference)
-    chosen = select_rows(rows, sel)
+    chosen = select_rows(rows, sel, records)
     if sel.table == "deployment":
         chosen = [r for r in chosen if r.get("deploy")]
         body = [x for x in render_deployment(chosen) if not x.startswith("#")]

@@ -17,7 +17,7 @@ from bench.excerpts import (
 )
 from bench.layout import REFERENCE_ROOT
 from bench.leaderboard import build_rows, write_leaderboard
-from bench.records import write_record
+from bench.records import iter_records, write_record
 from bench.reference import verify_reference
 
 REPO = Path(__file__).parents[2]
@@ -164,11 +164,26 @@ def test_selection_by_method_and_family(repo):
     assert len(select_rows(rows, Selection(REF))) == 2
 
 
+def test_only_keeps_the_rows_of_a_grids_configurations(repo):
+    """`only=` quotes a fixed grid: a row of another configuration of the same method (the
+    default prune_structured is ratio 0.25; the reference's row is 0.5) is left out."""
+    ref = Path("results/reference") / REF
+    rows, _ = build_rows(ref)
+    records = {r["run_id"]: r for r in iter_records(ref)}
+
+    def picked(only):
+        return [r["method"] for r in select_rows(rows, Selection(REF, only=only), records)]
+
+    assert picked("headline") == ["none", "prune_structured"]
+    assert picked("none,prune_structured") == ["none"]
+    assert picked("none") == ["none"]
+
+
 def test_parse_marker_reads_every_key(repo):
     sel = parse_marker(f" {REF} models=enet,unet_small methods=none,prune_structured+kd "
-                       "families=quant table=deployment expect=headline ", "x.md:1")
+                       "families=quant table=deployment expect=headline only=prune ", "x.md:1")
     assert sel == Selection(REF, ("enet", "unet_small"), ("none", "prune_structured+kd"),
-                            ("quant",), "deployment", "headline")
+                            ("quant",), "deployment", "headline", "prune")
     assert parse_marker(f"{REF}", "x.md:1") == Selection(REF)
 
 
