@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import torch
 
+from bench.numerics import flush_denormals
+
 Predictor = Callable[[torch.Tensor], object]
 
 
@@ -43,6 +45,7 @@ def paired_latency(predictors: dict[str, Predictor], input_shape: tuple[int, ...
     if runs < 1:
         raise ValueError("latency runs must be >= 1")
     device = device or torch.device("cpu")
+    flush_denormals()  # a runtime built before may have cleared it (bench/numerics.py)
     x = torch.randn(*input_shape, generator=torch.Generator().manual_seed(0)).to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     names = list(predictors)

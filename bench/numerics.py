@@ -8,18 +8,27 @@ the very same architecture in paired timing: a property of the host's float hand
 the method. Inference stacks flush denormals (TensorFlow sets FTZ by default, onnxruntime
 has `session.set_denormal_as_zero`), so segbench does too, in training, evaluation and
 timing alike, and records it in every run's `env.flush_denormal`.
+
+FTZ/DAZ live in each thread's MXCSR register, and other libraries change them: creating an
+onnxruntime `InferenceSession` clears them in the calling thread (measured, onnxruntime
+1.32). Every process that had built one ran all later PyTorch work with denormals on the
+slow path, so a U-Net-small CamVid baseline timed at 420-1230 ms in torch against 135 ms
+elsewhere, and a fp16 row read 4.6x "faster" than the identical fp32 network. So
+`flush_denormals` is re-applied, not cached: before every timing (bench/latency.py) and
+after every runtime session is built, and `denormals_flushed` checks that it holds.
 """
 
 from __future__ import annotations
 
 import torch
 
-_enabled: bool | None = None
-
 
 def flush_denormals() -> bool:
-    """Turn FTZ/DAZ on for this process (once); True where the CPU supports it."""
-    global _enabled
-    if _enabled is None:
-        _enabled = bool(torch.set_flush_denormal(True))
-    return _enabled
+    """Turn FTZ/DAZ on in the calling thread (again: other libraries clear them); True
+    where the CPU supports it."""
+    return bool(torch.set_flush_denormal(True))
+
+
+def denormals_flushed() -> bool:
+    """Whether a denormal operand is read as zero in the calling thread right now."""
+    return float(torch.tensor([1e-40], dtype=torch.float32) * 1.0) == 0.0

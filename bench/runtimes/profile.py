@@ -33,6 +33,7 @@ def op_profile(onnx_bytes: bytes, input_shape: tuple[int, ...], runs: int = 30,
 
     with tempfile.TemporaryDirectory() as d:
         so = ort.SessionOptions()
+        so.add_session_config_entry("session.set_denormal_as_zero", "1")  # bench/numerics.py
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1

@@ -43,3 +43,38 @@ def test_set_after_the_pool_exists_misses_its_workers():
 def test_every_run_records_it(make_spec, run_spec):
     rec = run_spec(make_spec("none", "unet_small"))
     assert rec["env"]["flush_denormal"] is flush_denormals()
+
+
+def test_building_an_onnxruntime_session_leaves_denormals_flushed():
+    """onnxruntime's InferenceSession clears FTZ/DAZ in the thread that builds it; every
+    later timing in that process then paid the denormal slow path (a fp16 row read 4.6x)."""
+    import io
+
+    import torch
+
+    from bench.numerics import denormals_flushed
+    from methods.onnx.runtime import make_session
+
+    buf = io.BytesIO()
+    torch.onnx.export(torch.nn.Conv2d(3, 4, 3).eval(), (torch.zeros(1, 3, 8, 8),), buf,
+                      dynamo=False)
+    flush_denormals()
+    assert denormals_flushed()
+    make_session(buf.getvalue(), threads=1)
+    assert denormals_flushed()
+
+
+def test_paired_timing_flushes_whatever_ran_before():
+    import torch
+
+    from bench.latency import paired_latency
+    from bench.numerics import denormals_flushed
+
+    seen = []
+    torch.set_flush_denormal(False)  # as a library may leave it
+    try:
+        paired_latency({"a": lambda x: seen.append(denormals_flushed())}, (1, 3, 4, 4),
+                       runs=3, warmup=1)
+    finally:
+        flush_denormals()
+    assert seen and all(seen)
