@@ -199,7 +199,7 @@ def select_rows(rows: list[dict[str, Any]], sel: Selection,
     method cell (a preset's name or the `a+b` spec); families match when any stage, or the
     preset itself, belongs to one; `only` keeps the rows of its configurations (read from
     the rows' `records`), so a block quoting a fixed grid does not grow with the reference."""
-    allowed = _configurations(sel.only) if sel.only else None
+    allowed = set(_configurations(sel.only)) if sel.only else None
 
     def wanted(r: dict[str, Any]) -> bool:
         if sel.models and r["model"] not in sel.models:
@@ -214,12 +214,12 @@ def select_rows(rows: list[dict[str, Any]], sel: Selection,
     return [r for r in rows if wanted(r)]
 
 
-def _configurations(spec: str) -> set[tuple[str, str]]:
-    """(label, stages label) of every configuration a METHOD spec expands to."""
+def _configurations(spec: str) -> list[tuple[str, str]]:
+    """(label, stages label) of every configuration a METHOD spec expands to, in order."""
     from bench.leaderboard import stages_label
     from bench.method import expand_methods
 
-    return {(v.label, stages_label(v.resolved())) for v in expand_methods(spec)}
+    return [(v.label, stages_label(v.resolved())) for v in expand_methods(spec)]
 
 
 def _configuration(records: dict[str, dict[str, Any]], row: dict[str, Any]
@@ -297,17 +297,9 @@ def _missing_line(sel: Selection, rows: list[dict[str, Any]],
                   records: dict[str, dict[str, Any]]) -> str:
     """Which configurations of `expect` (a METHOD spec, as `make bench` takes) have no row
     yet in the reference, per model: the gaps said by the records, not by hand."""
-    from bench.leaderboard import stages_label
-    from bench.method import expand_methods
-
-    have = set()
-    for r in rows:
-        for run_id in r["run_ids"].split():
-            rec = records[run_id]
-            have.add((rec["model"], rec.get("label", rec["method"]),
-                      stages_label(rec["config"].get("stages", []))))
+    have = {(r["model"], *c) for r in rows if (c := _configuration(records, r))}
     models = sel.models or tuple(sorted({r["model"] for r in rows}))
-    variants = [(v.label, stages_label(v.resolved())) for v in expand_methods(sel.expect)]
+    variants = _configurations(sel.expect)
     gaps = []
     for m in models:
         missing = [" ".join(filter(None, v)) for v in variants if (m, *v) not in have]

@@ -14,8 +14,9 @@ onnxruntime `InferenceSession` clears them in the calling thread (measured, onnx
 1.32). Every process that had built one ran all later PyTorch work with denormals on the
 slow path, so a U-Net-small CamVid baseline timed at 420-1230 ms in torch against 135 ms
 elsewhere, and a fp16 row read 4.6x "faster" than the identical fp32 network. So
-`flush_denormals` is re-applied, not cached: before every timing (bench/latency.py) and
-after every runtime session is built, and `denormals_flushed` checks that it holds.
+onnxruntime sessions are built with `session.set_denormal_as_zero` (which leaves it set),
+OpenVINO with `CPU_DENORMALS_OPTIMIZATION`, and `flush_denormals` is re-applied, not
+cached, before every timing (bench/latency.py).
 """
 
 from __future__ import annotations
@@ -27,8 +28,3 @@ def flush_denormals() -> bool:
     """Turn FTZ/DAZ on in the calling thread (again: other libraries clear them); True
     where the CPU supports it."""
     return bool(torch.set_flush_denormal(True))
-
-
-def denormals_flushed() -> bool:
-    """Whether a denormal operand is read as zero in the calling thread right now."""
-    return float(torch.tensor([1e-40], dtype=torch.float32) * 1.0) == 0.0

@@ -101,6 +101,28 @@ def one_weight_at_a_time(model: nn.Module, names: Sequence[str], levels: Sequenc
                 w.copy_(saved)
 
 
+@torch.no_grad()
+def logit_error_table(model: nn.Module, names: Sequence[str], levels: Sequence, perturb,
+                      images: torch.Tensor, batch_size: int) -> dict[str, dict]:
+    """layer -> level -> relative squared error of the logits, ||f_l(x) - f(x)||² /
+    ||f(x)||² over `images`, with only that layer perturbed at that level (`perturb` as in
+    `one_weight_at_a_time`). The table mixed precision (bits per layer) and
+    sensitivity-allocated pruning (a rate per layer) choose from."""
+    model.eval()
+    device = next(model.parameters()).device
+    batches = [images[i : i + batch_size].to(device) for i in range(0, len(images), batch_size)]
+    ref = [model(x) for x in batches]
+    norm = sum(float((r.double() ** 2).sum()) for r in ref) or 1.0
+
+    def score(m: nn.Module) -> float:
+        return sum(float(((m(x) - r).double() ** 2).sum()) for x, r in zip(batches, ref)) / norm
+
+    out: dict[str, dict] = {n: {} for n in names}
+    for name, level, err in one_weight_at_a_time(model, names, levels, perturb, score):
+        out[name][level] = err
+    return out
+
+
 def _unstructured_rows(model: nn.Module, sparsities, patterns, miou) -> Iterator[tuple]:
     """(layer, weights, sparsity, achieved, miou, error) pruning one layer's weights."""
     from methods.pruning.masks import magnitude_masks, weight_layers

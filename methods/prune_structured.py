@@ -333,9 +333,8 @@ class StructuredPruning(Method):
                 f"{names.get(groups[0][0][0].target.module) if groups else '-'}: "
                 f"{bad[0][1] if bad else 'no groups'})")
         skipped = {id(g) for g, _ in bad}
-        widths = {g[0][0].target.module: out_width(g[0][0].target.module) for g in groups
-                  if id(g) not in skipped and g[0][0].target.module not in ignored
-                  and out_width(g[0][0].target.module) is not None}
+        roots = {g[0][0].target.module for g in groups if id(g) not in skipped} - set(ignored)
+        widths = {m: out_width(m) for m in roots if out_width(m) is not None}
         with no_inplace(model):
             pruner = rounding_pruner()(
                 model, example, importance=make_importance(c.importance),

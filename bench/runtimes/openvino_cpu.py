@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.numerics import flush_denormals
 from bench.runtimes.base import FP32, INT8, Compiled, Runtime, RuntimeModule
 
 CONVS = ("Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul")
@@ -57,7 +56,6 @@ class OpenVinoCPU(Runtime):
         ov_model.reshape({ov_model.inputs[0].any_name: list(input_shape)})
         compiled = ov.Core().compile_model(ov_model, "CPU", self.config())
         request = compiled.create_infer_request()
-        flush_denormals()  # in case compiling changed this thread's float mode
         low = sorted(_info(op, "layerType") for op in compiled.get_runtime_model().get_ops()
                      if _info(op, "layerType") in CONVS
                      and _info(op, "runtimePrecision").lower() in ("i8", "u8"))

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from bench.latency import paired_latency
-from bench.numerics import flush_denormals
 from methods.onnx.export import INPUT_NAME, export_onnx
 
 LAYOUTS = ("auto", "nhwc", "nchw")
@@ -32,13 +31,12 @@ def make_session(onnx_bytes: bytes, threads: int | None = None,
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3  # errors only
-    # its own threads flush denormals as segbench's do (bench/numerics.py)
+    # flush denormals, in its threads and (without this, cleared) the calling one:
+    # bench/numerics.py
     so.add_session_config_entry("session.set_denormal_as_zero", "1")
     disabled = ["NhwcTransformer"] if layout == "nchw" else []
-    session = ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"],
-                                   disabled_optimizers=disabled)
-    flush_denormals()  # building the session cleared FTZ/DAZ in this thread
-    return session
+    return ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=disabled)
 
 
 def tuned_session(onnx_bytes: bytes, input_shape: tuple[int, ...], threads: int | None = None,

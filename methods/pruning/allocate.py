@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.sensitivity import one_weight_at_a_time
+from bench.sensitivity import logit_error_table
 from methods.allocation import choose_per_layer
 from methods.pruning.masks import magnitude_masks
 
@@ -39,29 +39,16 @@ def kept(numel: int, rate: float) -> int:
     return numel - int(round(rate * numel))
 
 
-@torch.no_grad()
 def pruning_sensitivity(model: nn.Module, layers: list[str], images: torch.Tensor,
                         batch_size: int, rates: tuple[float, ...]
                         ) -> dict[str, dict[float, float]]:
     """layer -> rate -> relative squared error of the logits with only that layer's
     smallest-magnitude weights zeroed at `rate`."""
-    model.eval()
-    device = next(model.parameters()).device
-    batches = [images[i : i + batch_size].to(device) for i in range(0, len(images), batch_size)]
-    ref = [model(x) for x in batches]
-    norm = sum(float((r.double() ** 2).sum()) for r in ref) or 1.0
-
     def prune(layer: nn.Module, rate: float) -> None:
         w = layer.weight
         w.mul_(magnitude_masks({"w": w}, rate, "layer")["w"].to(w.dtype))
 
-    def score(m: nn.Module) -> float:
-        return sum(float(((m(x) - r).double() ** 2).sum()) for x, r in zip(batches, ref)) / norm
-
-    out: dict[str, dict[float, float]] = {n: {} for n in layers}
-    for name, rate, err in one_weight_at_a_time(model, layers, rates, prune, score):
-        out[name][rate] = err
-    return out
+    return logit_error_table(model, layers, rates, prune, images, batch_size)
 
 
 def allocate_sparsity(sens: dict[str, dict[float, float]], numel: dict[str, int],

@@ -179,8 +179,7 @@ class QuantMethod(Method):
         else:
             budget = sum(math.ceil(k * c.mean_weight_bits / 8) for k in numel.values())
         m = min(mixed.SENSITIVITY_IMAGES, len(images))
-        sens = mixed.sensitivity(model, plan, chosen, images[:m], ctx.budget.batch_size,
-                                 ctx.device)
+        sens = mixed.sensitivity(model, plan, chosen, images[:m], ctx.budget.batch_size)
         bits = mixed.allocate(sens, numel, budget)
         mixed.with_bits(plan, bits)
         codes = sum(mixed.code_bytes(numel[n], b) for n, b in bits.items())

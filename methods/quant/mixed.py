@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from bench.method import NotApplicable
-from bench.sensitivity import one_weight_at_a_time
+from bench.sensitivity import logit_error_table
 from methods.allocation import GRID_STEPS, choose_per_layer
 from methods.quant.modules import LayerSpec
 from methods.quant.plan import QuantPlan
@@ -55,28 +55,17 @@ def fixed_bytes(model: nn.Module, plan: QuantPlan) -> int:
     return total + 4 * (len(plan.acts) + len(plan.posts))
 
 
-@torch.no_grad()
 def sensitivity(model: nn.Module, plan: QuantPlan, layers: list[str], images: torch.Tensor,
-                batch_size: int, device: torch.device) -> dict[str, dict[int, float]]:
+                batch_size: int) -> dict[str, dict[int, float]]:
     """layer -> bits -> relative squared error of the logits with only that layer's
     weights quantized at `bits`."""
-    model.eval()
-    batches = [images[i : i + batch_size].to(device) for i in range(0, len(images), batch_size)]
-    ref = [model(x) for x in batches]
-    norm = sum(float((r.double() ** 2).sum()) for r in ref) or 1.0
+    _name = {id(model.get_submodule(n)): n for n in layers}
 
     def quantize(layer: nn.Module, bits: int) -> None:
         per_channel = plan.layers[_name[id(layer)]].per_channel
         layer.weight.copy_(_quantized_weight(layer, bits, per_channel))
 
-    def score(m: nn.Module) -> float:
-        return sum(float(((m(x) - r).double() ** 2).sum()) for x, r in zip(batches, ref)) / norm
-
-    _name = {id(model.get_submodule(n)): n for n in layers}
-    out: dict[str, dict[int, float]] = {n: {} for n in layers}
-    for name, bits, err in one_weight_at_a_time(model, layers, AUTO_BITS, quantize, score):
-        out[name][bits] = err
-    return out
+    return logit_error_table(model, layers, AUTO_BITS, quantize, images, batch_size)
 
 
 def _quantized_weight(layer: nn.Module, bits: int, per_channel: bool) -> torch.Tensor:

@@ -45,6 +45,13 @@ def test_every_run_records_it(make_spec, run_spec):
     assert rec["env"]["flush_denormal"] is flush_denormals()
 
 
+def denormals_flushed() -> bool:
+    """Whether a denormal operand is read as zero in the calling thread right now."""
+    import torch
+
+    return float(torch.tensor([1e-40], dtype=torch.float32) * 1.0) == 0.0
+
+
 def test_building_an_onnxruntime_session_leaves_denormals_flushed():
     """onnxruntime's InferenceSession clears FTZ/DAZ in the thread that builds it; every
     later timing in that process then paid the denormal slow path (a fp16 row read 4.6x)."""
@@ -52,7 +59,6 @@ def test_building_an_onnxruntime_session_leaves_denormals_flushed():
 
     import torch
 
-    from bench.numerics import denormals_flushed
     from methods.onnx.runtime import make_session
 
     buf = io.BytesIO()
@@ -68,7 +74,6 @@ def test_paired_timing_flushes_whatever_ran_before():
     import torch
 
     from bench.latency import paired_latency
-    from bench.numerics import denormals_flushed
 
     seen = []
     torch.set_flush_denormal(False)  # as a library may leave it

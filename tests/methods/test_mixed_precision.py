@@ -59,7 +59,7 @@ def test_sensitivity_falls_as_bits_grow(make_ctx):
     plan = plan_quantization(model, trace_dataflow(model, x[:1]), QuantConfig())
     fold_batchnorms(model, plan.folds)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    sens = mixed.sensitivity(model, plan, list(plan.layers), x, 2, torch.device("cpu"))
+    sens = mixed.sensitivity(model, plan, list(plan.layers), x, 2)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # restored
     for name, t in sens.items():
         assert t[2] > t[4] > t[8] >= 0, (name, t)
