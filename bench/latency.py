@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from bench.numerics import flush_denormals
+from bench.numerics import denormals_flushed, flush_denormals
 
 Predictor = Callable[[torch.Tensor], object]
 
@@ -40,8 +40,9 @@ def paired_latency(predictors: dict[str, Predictor], input_shape: tuple[int, ...
                    runs: int, warmup: int, device: torch.device | None = None
                    ) -> dict[str, dict]:
     """Latency (ms) of several predictors timed in interleaved rounds on one input: per
-    predictor its median, IQR, quartiles and the per-round times (`times_ms`, round i of
-    every predictor was taken back to back, so they pair by index)."""
+    predictor its median, IQR, quartiles, the per-round times (`times_ms`, round i of
+    every predictor was taken back to back, so they pair by index) and whether denormals
+    were still flushed after the last round (`denormals_flushed`, bench/numerics.py)."""
     if runs < 1:
         raise ValueError("latency runs must be >= 1")
     device = device or torch.device("cpu")
@@ -61,7 +62,8 @@ def paired_latency(predictors: dict[str, Predictor], input_shape: tuple[int, ...
                 predictors[k](x)
                 sync()
                 times[k].append((time.perf_counter() - t0) * 1000.0)
-    return {k: _summary(ts) for k, ts in times.items()}
+    flushed = denormals_flushed()
+    return {k: {**_summary(ts), "denormals_flushed": flushed} for k, ts in times.items()}
 
 
 def ratio_summary(num_ms: list[float], den_ms: list[float]) -> dict:
@@ -84,13 +86,16 @@ def measure_paired(predict: Predictor, baseline: Predictor, input_shape: tuple[i
 
     `latency_noisy` flags a measurement whose spread is as large as what it measures (the
     IQR of either latency above its median, or of the ratio above the ratio): its median
-    should not be read as a figure."""
+    should not be read as a figure; so does one after which denormals were no longer
+    flushed (`latency_denormals_flushed` False: a predictor cleared FTZ/DAZ while it was
+    timed, bench/numerics.py), whose ratio may be the host's float handling, not the
+    method's."""
     lat = paired_latency({"row": predict, "baseline": baseline}, input_shape, runs, warmup,
                          device)
     row, base = lat["row"], lat["baseline"]
     ratio = ratio_summary(base["times_ms"], row["times_ms"])
     noisy = (row["iqr_ms"] > row["median_ms"] or base["iqr_ms"] > base["median_ms"]
-             or ratio["iqr"] > ratio["median"])
+             or ratio["iqr"] > ratio["median"] or not row["denormals_flushed"])
     return {
         "latency_ms": row["median_ms"],
         "latency_iqr_ms": row["iqr_ms"],
@@ -107,6 +112,7 @@ def measure_paired(predict: Predictor, baseline: Predictor, input_shape: tuple[i
         "speedup_p97_5": ratio["p97_5"],
         "latency_paired": True,
         "latency_noisy": noisy,
+        "latency_denormals_flushed": row["denormals_flushed"],
         "threads": torch.get_num_threads(),
     }
 

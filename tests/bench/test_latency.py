@@ -50,6 +50,7 @@ def test_a_run_records_its_paired_latency(make_spec, run_spec, tiny_budget):
     assert rec["status"] == "ok", rec.get("error")
     m = rec["metrics"]
     assert m["latency_paired"] and m["runtime"] == "torch"
+    assert m["latency_denormals_flushed"] is True
     assert m["latency_runs"] == tiny_budget.latency_runs
     assert m["baseline_latency_ms"] > 0 and m["latency_ms"] > 0
     assert m["speedup_p2_5"] <= m["speedup_p25"] <= m["speedup"] <= m["speedup_p75"] \

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bench.numerics import flush_denormals
+from bench.numerics import denormals_flushed, flush_denormals
 
 pytestmark = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
                                 reason="x86 FTZ/DAZ")
@@ -45,13 +45,6 @@ def test_every_run_records_it(make_spec, run_spec):
     assert rec["env"]["flush_denormal"] is flush_denormals()
 
 
-def denormals_flushed() -> bool:
-    """Whether a denormal operand is read as zero in the calling thread right now."""
-    import torch
-
-    return float(torch.tensor([1e-40], dtype=torch.float32) * 1.0) == 0.0
-
-
 def test_building_an_onnxruntime_session_leaves_denormals_flushed():
     """onnxruntime's InferenceSession clears FTZ/DAZ in the thread that builds it; every
     later timing in that process then paid the denormal slow path (a fp16 row read 4.6x)."""
@@ -83,3 +76,24 @@ def test_paired_timing_flushes_whatever_ran_before():
     finally:
         flush_denormals()
     assert seen and all(seen)
+
+
+def test_a_timing_that_loses_the_flush_is_recorded_and_marked():
+    """A predictor that clears FTZ/DAZ while it is timed (as building an onnxruntime
+    session once did) leaves `latency_denormals_flushed` False and the timing marked `!`."""
+    import torch
+
+    from bench.latency import measure_paired
+
+    def clears(x):
+        torch.set_flush_denormal(False)
+        return x
+
+    cpu = torch.device("cpu")
+    try:
+        bad = measure_paired(clears, lambda x: x, (1, 1), cpu, runs=4, warmup=0)
+    finally:
+        flush_denormals()
+    good = measure_paired(lambda x: x, lambda x: x, (1, 1), cpu, runs=4, warmup=0)
+    assert bad["latency_denormals_flushed"] is False and bad["latency_noisy"]
+    assert good["latency_denormals_flushed"] is True
