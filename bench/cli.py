@@ -208,6 +208,19 @@ def cmd_verify(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_retime(args) -> int:
+    from bench.retime import known_revision, retime_results
+
+    guard_write(Path(args.results), args.update_reference)
+    if args.timed_before and not known_revision(args.timed_before):
+        raise UsageError(f"--timed-before {args.timed_before!r} is not a commit of this "
+                         "repository; give a commit id, tag or branch")
+    failed = retime_results(Path(args.results), runs=args.run, device_name=args.device,
+                            data_root=Path(args.data_root) if args.data_root else None,
+                            before=args.timed_before, dry_run=args.dry_run)
+    return 1 if failed else 0
+
+
 def cmd_excerpts(args) -> int:
     from bench.excerpts import main as excerpts_main
 
@@ -294,6 +307,21 @@ def make_parser() -> argparse.ArgumentParser:
                    help="regenerate every committed reference leaderboard from its records and "
                    "compare byte for byte (and re-evaluate artifacts that are present)")
     v.set_defaults(fn=cmd_verify)
+
+    rt = sub.add_parser("retime", help="time finished runs again from their artifacts, paired "
+                        "with their cached baselines; only the timing fields change")
+    add_results_option(rt)
+    rt.add_argument("--device", default="cpu")
+    rt.add_argument("--data-root", default=None,
+                    help="root of a real dataset (default: the one each record names)")
+    rt.add_argument("--run", action="append", metavar="RUN_ID",
+                    help="re-time only this run (a run-id prefix; repeatable)")
+    rt.add_argument("--timed-before", metavar="REV", default=None,
+                    help="only runs recorded at a git revision that does not contain REV "
+                    "(e.g. a timing fix)")
+    rt.add_argument("--dry-run", action="store_true", help="list the runs; time nothing")
+    _reference_flag(rt)
+    rt.set_defaults(fn=cmd_retime)
 
     ex = sub.add_parser("excerpts", help="regenerate the reference excerpts quoted in "
                         "README.md and docs/*.md (docs/leaderboard.md#excerpts-in-the-docs)")

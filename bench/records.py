@@ -93,7 +93,7 @@ _OK_METRICS = ("miou", "pixel_acc", "params", "nonzero_params", "sparsity", "siz
                "compression_ratio", "madds", "effective_madds", "latency_ms", "latency_iqr_ms")
 _OPTIONAL = {"env": dict, "extras": dict, "cost": dict, "baseline": dict, "timings": dict,
              "error": str, "label": str, "artifact": str, "baseline_run_id": str,
-             "artifact_sha256": str}
+             "artifact_sha256": str, "retimed": dict}
 
 
 def _type_name(t) -> str:

@@ -1,0 +1,72 @@
+"""`bench retime` (bench/retime.py): a finished run timed again from its artifact changes
+its timing fields only, keeps what they were, never trains, and selects by revision."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from bench.cli import main
+from bench.records import read_record
+from bench.retime import TIMING_FIELDS, RetimeError, retime_record, timed_before
+
+
+def test_a_retimed_record_keeps_everything_but_its_timing(make_spec, run_spec, results):
+    rec = run_spec(make_spec("fp16", "enet"))
+    assert rec["status"] == "ok", rec.get("error")
+    rec["metrics"]["speedup"] = 9.99  # a timing that was wrong
+    new = retime_record(rec, results)
+    assert new["metrics"]["speedup"] != 9.99 and new["metrics"]["latency_paired"]
+    assert new["metrics"]["latency_denormals_flushed"] is True
+    assert new["retimed"]["previous"]["speedup"] == 9.99
+    assert new["retimed"]["git_revision"] is not None or shutil.which("git") is None
+    untouched = {k: v for k, v in rec["metrics"].items() if k not in TIMING_FIELDS}
+    assert {k: new["metrics"][k] for k in untouched} == untouched  # mIoU, bytes, MAdds
+    for key in ("run_id", "config", "artifact_sha256", "cost", "timings", "env"):
+        assert new[key] == rec[key]
+    again = retime_record(new, results)  # a second retime keeps the first in its history
+    assert again["retimed"]["history"][0]["previous"]["speedup"] == 9.99
+
+
+def test_retime_never_trains_a_missing_baseline(make_spec, run_spec, results):
+    rec = run_spec(make_spec("fp16", "enet"))
+    shutil.rmtree(results / "cache" / "baselines")
+    with pytest.raises(RetimeError, match="not cached"):
+        retime_record(rec, results)
+    assert not (results / "cache" / "baselines").exists()
+
+
+def test_the_cli_rewrites_the_record_and_refuses_bad_input(make_spec, run_spec, results,
+                                                           capsys):
+    rec = run_spec(make_spec("huffman", "enet"))
+    assert main(["retime", "--results", str(results), "--run", rec["run_id"][:8]]) == 0
+    written = read_record(results, rec["run_id"])
+    assert written["retimed"]["previous"]["speedup"] == rec["metrics"]["speedup"]
+    assert written["metrics"]["miou"] == rec["metrics"]["miou"]
+    assert main(["retime", "--results", str(results), "--timed-before", "no-such-commit"]) == 2
+    assert "no-such-commit" in capsys.readouterr().err
+    assert main(["retime", "--results", str(results), "--run", "ffff"]) == 2
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_timed_before_orders_revisions(tmp_path):
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    revs = []
+    for i in range(2):
+        (tmp_path / "f").write_text(str(i))
+        git("add", "f")
+        git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", f"c{i}")
+        revs.append(git("rev-parse", "HEAD"))
+    old, fix = revs
+
+    def rec(rev):
+        return json.loads(json.dumps({"env": {"git_revision": rev}}))
+
+    assert timed_before(rec(old + "-dirty"), fix, repo=tmp_path)
+    assert not timed_before(rec(fix), fix, repo=tmp_path)
+    assert timed_before({"env": {}}, fix, repo=tmp_path)  # no revision: counts as before
