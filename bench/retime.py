@@ -13,6 +13,7 @@ taken again, and the timing fields it replaced (`previous`), so the change is au
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import subprocess
 import sys
@@ -65,6 +66,17 @@ def timed_before(rec: dict[str, Any], revision: str, repo: Path | None = None) -
     return out.returncode == 1
 
 
+def pin_recorded_layout(stages, rec: dict[str, Any]) -> None:
+    """Time the graph the run timed: where a stage's onnxruntime layout is `auto` (chosen
+    by a short timing in each process, so a busy moment can flip it), use the layout the
+    run chose and recorded (`extras.ort_layout`)."""
+    chosen = (rec.get("extras") or {}).get("ort_layout")
+    for st in stages:
+        cfg = getattr(st.method, "config", None)
+        if chosen and getattr(cfg, "ort_layout", None) == "auto":
+            st.method.config = dataclasses.replace(cfg, ort_layout=chosen)
+
+
 def retime_record(rec: dict[str, Any], results: Path, device_name: str = "cpu",
                   data_root: Path | None = None) -> dict[str, Any]:
     """The record with its timing taken again: `metrics`' timing fields and, for a run
@@ -89,6 +101,7 @@ def retime_record(rec: dict[str, Any], results: Path, device_name: str = "cpu",
         path = artifact_path(results, rec)
         loaded, _, stages = load_model(path)
         loaded.to(device).eval()
+        pin_recorded_layout(stages, rec)
         predict, runtime = select_predictor(loaded, path, stages, ctx)
         if runtime != rec["metrics"].get("runtime", "torch"):
             raise RetimeError(f"it would run in {runtime}, but was timed in "

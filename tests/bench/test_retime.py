@@ -70,3 +70,20 @@ def test_timed_before_orders_revisions(tmp_path):
     assert timed_before(rec(old + "-dirty"), fix, repo=tmp_path)
     assert not timed_before(rec(fix), fix, repo=tmp_path)
     assert timed_before({"env": {}}, fix, repo=tmp_path)  # no revision: counts as before
+
+
+def test_an_auto_layout_is_pinned_to_the_one_the_run_chose():
+    """`ort_layout=auto` picks a layout by a short timing in each process; a retime must
+    time the graph the run timed, not whichever layout wins on the day."""
+    from types import SimpleNamespace
+
+    from bench.retime import pin_recorded_layout
+    from methods.quant.method import QuantMethodConfig
+
+    stage = SimpleNamespace(method=SimpleNamespace(config=QuantMethodConfig()))
+    assert stage.method.config.ort_layout == "auto"
+    pin_recorded_layout([stage], {"extras": {"ort_layout": "nchw"}})
+    assert stage.method.config.ort_layout == "nchw"
+    fixed = SimpleNamespace(method=SimpleNamespace(config=QuantMethodConfig(ort_layout="nhwc")))
+    pin_recorded_layout([fixed], {"extras": {"ort_layout": "nchw"}})
+    assert fixed.method.config.ort_layout == "nhwc"  # a layout the user set stays
