@@ -159,11 +159,12 @@ def retime_results(results: Path, runs: list[str] | None = None, device_name: st
                 now = read_record(results, rec["run_id"]) or rec  # another process may have
                 new = retime_record(now, results, device_name, data_root)  # written it
                 write_record(results, new)
-            old, m = rec["metrics"], new["metrics"]
+            old, m, nan = rec["metrics"], new["metrics"], float("nan")
             print(f"{rec['run_id']} {rec['model']} {rec.get('label')}: speedup "
-                  f"{old.get('speedup', float('nan')):.2f} -> {m['speedup']:.2f} "
-                  f"(IQR {m['speedup_iqr']:.2f}), baseline {old['baseline_latency_ms']:.1f} "
-                  f"-> {m['baseline_latency_ms']:.1f} ms", file=sys.stderr)
+                  f"{old.get('speedup', nan):.2f} -> {m['speedup']:.2f} "
+                  f"(IQR {m['speedup_iqr']:.2f}), baseline "
+                  f"{old.get('baseline_latency_ms', nan):.1f} -> "
+                  f"{m['baseline_latency_ms']:.1f} ms", file=sys.stderr)
         except Exception as e:  # report and go on: one row never stops the others
             failed[rec["run_id"]] = f"{type(e).__name__}: {e}"
             print(f"FAIL {rec['run_id']} {rec['model']} {rec.get('label')}: "
