@@ -72,3 +72,20 @@ def test_leaderboard_gets_a_deployment_table_and_keeps_its_csv(grid):
     assert "float emulation" in table  # the reason is listed under the table
     assert "speedup ÷ MAdds × (best)" in table
     assert "deploy" not in files["leaderboard.csv"].splitlines()[0]
+
+
+def test_a_retime_times_every_runtime_again_and_keeps_the_old_table(grid):
+    """`bench retime` on a row that named runtimes (bench/retime.py): the deployment table
+    is taken again, the one it replaces kept under `retimed.previous`."""
+    from bench.retime import retime_record
+
+    results, recs = grid
+    rec = recs["ptq"]
+    assert rec["status"] == OK, rec.get("error")
+    new = retime_record(rec, results)
+    assert new["metrics"]["runtime"] == "onnxruntime" and new["metrics"]["latency_paired"]
+    assert new["retimed"]["previous"]["deploy"] == rec["extras"]["deploy"]
+    again = read(new, DeployLatency).timings()
+    assert set(again) == set(read(rec, DeployLatency).timings()) == {"onnxruntime"}
+    assert again["onnxruntime"].latency_ms > 0
+    assert new["metrics"]["miou"] == rec["metrics"]["miou"]
