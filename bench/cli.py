@@ -253,6 +253,16 @@ def _reference_flag(parser: argparse.ArgumentParser) -> None:
                         "the committed reference)")
 
 
+def _finished_runs_options(parser: argparse.ArgumentParser, verb: str) -> None:
+    """What the commands that reload finished runs' artifacts (verify, retime) share."""
+    add_results_option(parser)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--data-root", default=None,
+                        help="root of a real dataset (default: the one each record names)")
+    parser.add_argument("--run", action="append", metavar="RUN_ID",
+                        help=f"{verb} only this run (a run-id prefix; repeatable)")
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="segbench", description=__doc__, epilog=EXIT_STATUS,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -297,12 +307,7 @@ def make_parser() -> argparse.ArgumentParser:
     z.set_defaults(fn=cmd_zoo)
 
     v = sub.add_parser("verify", help="reload every artifact and confirm its recorded results")
-    add_results_option(v)
-    v.add_argument("--device", default="cpu")
-    v.add_argument("--data-root", default=None,
-                   help="root of a real dataset (default: the one each record names)")
-    v.add_argument("--run", action="append", metavar="RUN_ID",
-                   help="verify only this run (a run-id prefix; repeatable)")
+    _finished_runs_options(v, "verify")
     v.add_argument("--reference", action="store_true",
                    help="regenerate every committed reference leaderboard from its records and "
                    "compare byte for byte (and re-evaluate artifacts that are present)")
@@ -310,12 +315,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     rt = sub.add_parser("retime", help="time finished runs again from their artifacts, paired "
                         "with their cached baselines; only the timing fields change")
-    add_results_option(rt)
-    rt.add_argument("--device", default="cpu")
-    rt.add_argument("--data-root", default=None,
-                    help="root of a real dataset (default: the one each record names)")
-    rt.add_argument("--run", action="append", metavar="RUN_ID",
-                    help="re-time only this run (a run-id prefix; repeatable)")
+    _finished_runs_options(rt, "re-time")
     rt.add_argument("--timed-before", metavar="REV", default=None,
                     help="only runs recorded at a git revision that does not contain REV "
                     "(e.g. a timing fix)")
