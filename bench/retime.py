@@ -136,6 +136,16 @@ def retime_record(rec: dict[str, Any], results: Path, device_name: str = "cpu",
     }
 
 
+def _timed_before_or_unknown(rec: dict[str, Any], revision: str) -> bool:
+    """`timed_before`, counting a revision this repository does not know (a record from
+    another clone) as before, with a warning: timing it again is harmless."""
+    try:
+        return timed_before(rec, revision)
+    except RetimeError as e:
+        print(f"warning: {rec['run_id']}: {e}; re-timing it", file=sys.stderr)
+        return True
+
+
 def retime_results(results: Path, runs: list[str] | None = None, device_name: str = "cpu",
                    data_root: Path | None = None, before: str | None = None,
                    dry_run: bool = False) -> dict[str, str]:
@@ -144,9 +154,13 @@ def retime_results(results: Path, runs: list[str] | None = None, device_name: st
     rewritten atomically under its run lock. Returns {run_id: why it failed}."""
     recs = select_records(results, runs)
     if before:
-        recs = [r for r in recs if timed_before(r, before)]
+        recs = [r for r in recs if _timed_before_or_unknown(r, before)]
+    cost = sum(float((r.get("timings") or {}).get(k, 0.0)) for r in recs
+               for k in ("latency_s", "deploy_s"))
     print(f"retime: {len(recs)} run(s) in {results}"
-          + (f" timed before {before}" if before else ""), file=sys.stderr)
+          + (f" timed before {before}" if before else "")
+          + f"; about {cost / 60:.0f} min, judged from their records' own timing cost",
+          file=sys.stderr)
     if dry_run:
         for r in recs:
             print(f"{r['run_id']}  {r['model']}  {r.get('label')}  "

@@ -87,3 +87,21 @@ def test_an_auto_layout_is_pinned_to_the_one_the_run_chose():
     fixed = SimpleNamespace(method=SimpleNamespace(config=QuantMethodConfig(ort_layout="nhwc")))
     pin_recorded_layout([fixed], {"extras": {"ort_layout": "nchw"}})
     assert fixed.method.config.ort_layout == "nhwc"  # a layout the user set stays
+
+
+def test_a_revision_git_cannot_order_is_retimed_with_a_warning(make_spec, run_spec, results,
+                                                                capsys):
+    """A record from another clone names a commit this repository lacks: retimed, not fatal."""
+    from bench.records import write_record
+    from bench.retime import retime_results
+
+    rec = run_spec(make_spec("fp16", "enet"))
+    rec["env"]["git_revision"] = "0" * 40
+    write_record(results, rec)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=False).stdout.strip()
+    if not head:
+        pytest.skip("not in a git checkout")
+    assert retime_results(results, before=head, dry_run=True) == {}
+    err = capsys.readouterr().err
+    assert "warning" in err and "1 run(s)" in err and "min" in err
