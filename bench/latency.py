@@ -46,7 +46,8 @@ def paired_latency(predictors: dict[str, Predictor], input_shape: tuple[int, ...
     if runs < 1:
         raise ValueError("latency runs must be >= 1")
     device = device or torch.device("cpu")
-    flush_denormals()  # a runtime built before may have cleared it (bench/numerics.py)
+    # a runtime built before may have cleared it (bench/numerics.py); False: no FTZ/DAZ here
+    can_flush = flush_denormals()
     x = torch.randn(*input_shape, generator=torch.Generator().manual_seed(0)).to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     names = list(predictors)
@@ -62,7 +63,7 @@ def paired_latency(predictors: dict[str, Predictor], input_shape: tuple[int, ...
                 predictors[k](x)
                 sync()
                 times[k].append((time.perf_counter() - t0) * 1000.0)
-    flushed = denormals_flushed()
+    flushed = denormals_flushed() if can_flush else None  # None: the CPU has no FTZ/DAZ
     return {k: {**_summary(ts), "denormals_flushed": flushed} for k, ts in times.items()}
 
 
@@ -89,13 +90,13 @@ def measure_paired(predict: Predictor, baseline: Predictor, input_shape: tuple[i
     should not be read as a figure; so does one after which denormals were no longer
     flushed (`latency_denormals_flushed` False: a predictor cleared FTZ/DAZ while it was
     timed, bench/numerics.py), whose ratio may be the host's float handling, not the
-    method's."""
+    method's; None on a CPU without FTZ/DAZ."""
     lat = paired_latency({"row": predict, "baseline": baseline}, input_shape, runs, warmup,
                          device)
     row, base = lat["row"], lat["baseline"]
     ratio = ratio_summary(base["times_ms"], row["times_ms"])
     noisy = (row["iqr_ms"] > row["median_ms"] or base["iqr_ms"] > base["median_ms"]
-             or ratio["iqr"] > ratio["median"] or not row["denormals_flushed"])
+             or ratio["iqr"] > ratio["median"] or row["denormals_flushed"] is False)
     return {
         "latency_ms": row["median_ms"],
         "latency_iqr_ms": row["iqr_ms"],

@@ -97,3 +97,16 @@ def test_a_timing_that_loses_the_flush_is_recorded_and_marked():
     good = measure_paired(lambda x: x, lambda x: x, (1, 1), cpu, runs=4, warmup=0)
     assert bad["latency_denormals_flushed"] is False and bad["latency_noisy"]
     assert good["latency_denormals_flushed"] is True
+
+
+def test_a_cpu_without_ftz_records_none_and_is_not_marked(monkeypatch):
+    """Where the CPU has no FTZ/DAZ (torch.set_flush_denormal returns False) there is no
+    flag to lose: the record says None and the timing is not marked for it."""
+    import torch
+
+    import bench.latency as latency
+
+    monkeypatch.setattr(latency, "flush_denormals", lambda: False)
+    lat = latency.measure_paired(lambda x: x, lambda x: x, (1, 1), torch.device("cpu"),
+                                 runs=4, warmup=0)
+    assert lat["latency_denormals_flushed"] is None
