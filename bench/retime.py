@@ -24,21 +24,14 @@ import torch
 from tqdm.auto import tqdm
 
 from bench.baseline import cache_paths
-from bench.context import RunContext
-from bench.export import load_model, select_predictor
+from bench.export import select_predictor
 from bench.facts import DeployLatency
 from bench.latency import measure_paired
 from bench.locks import locked
-from bench.records import artifact_path, artifact_problem, read_record, write_record
-from bench.runner import baseline_predictor, environment, git_revision, resolve_device
+from bench.records import artifact_problem, read_record, write_record
+from bench.runner import baseline_predictor, environment, git_revision
 from bench.spec import spec_from_dict
-from bench.verify import record_data_root, select_records
-
-# what measure_paired writes into `metrics` (bench/latency.py): replaced, kept as `previous`
-TIMING_FIELDS = ("latency_ms", "latency_iqr_ms", "latency_p25_ms", "latency_p75_ms",
-                 "latency_runs", "baseline_latency_ms", "baseline_latency_iqr_ms", "speedup",
-                 "speedup_p25", "speedup_p75", "speedup_iqr", "speedup_p2_5", "speedup_p97_5",
-                 "latency_paired", "latency_noisy", "latency_denormals_flushed", "threads")
+from bench.verify import reload_run, select_records
 
 
 class RetimeError(RuntimeError):
@@ -90,17 +83,14 @@ def retime_record(rec: dict[str, Any], results: Path, device_name: str = "cpu",
     if not ckpt.exists():
         raise RetimeError(f"its baseline is not cached ({ckpt}); retime never trains: run "
                           "`bench run` with the same settings first")
-    device = resolve_device(device_name)
     threads = (rec.get("env") or {}).get("threads")
     before = torch.get_num_threads()
     if isinstance(threads, int) and threads >= 1:
         torch.set_num_threads(threads)  # timed at the thread count the run recorded
     try:
-        ctx = RunContext(spec, device=device, results=results,
-                         data_root=record_data_root(rec, data_root))
-        path = artifact_path(results, rec)
-        loaded, _, stages = load_model(path)
-        loaded.to(device).eval()
+        ctx, loaded, _, stages, path = reload_run(rec, results, device_name, data_root)
+        device = ctx.device
+        loaded.eval()
         pin_recorded_layout(stages, rec)
         predict, runtime = select_predictor(loaded, path, stages, ctx)
         if runtime != rec["metrics"].get("runtime", "torch"):
@@ -118,7 +108,8 @@ def retime_record(rec: dict[str, Any], results: Path, device_name: str = "cpu",
         torch.set_num_threads(before)
     old_m = rec["metrics"]
     extras = dict(rec.get("extras") or {})
-    previous: dict[str, Any] = {k: old_m[k] for k in TIMING_FIELDS if k in old_m}
+    # the fields measure_paired writes (bench/latency.py) replace theirs; the old kept
+    previous: dict[str, Any] = {k: old_m[k] for k in lat if k in old_m}
     if DeployLatency.key in ctx.extras:
         if DeployLatency.key in extras:
             previous[DeployLatency.key] = extras[DeployLatency.key]
@@ -128,7 +119,7 @@ def retime_record(rec: dict[str, Any], results: Path, device_name: str = "cpu",
         history.append({k: v for k, v in rec["retimed"].items() if k != "history"})
     return {
         **rec,
-        "metrics": {**{k: v for k, v in old_m.items() if k not in TIMING_FIELDS}, **lat},
+        "metrics": {**old_m, **lat},
         "extras": extras,
         "retimed": {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                     "git_revision": git_revision(), "env": env,

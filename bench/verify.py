@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from bench.artifact import ArtifactError
 from bench.context import RunContext
 from bench.export import load_model, select_predictor, stage_problems
-from bench.records import OK, artifact_problem, iter_records
+from bench.records import OK, artifact_path, artifact_problem, iter_records
 from bench.registry import UnknownNameError
 from bench.runner import resolve_device
 from bench.spec import spec_from_dict
@@ -30,14 +30,23 @@ def record_data_root(rec: dict, data_root: Path | None = None) -> Path | None:
     return Path(where["resolved"]) if where else None
 
 
+def reload_run(rec: dict, results: Path, device_name: str = "cpu",
+               data_root: Path | None = None):
+    """A finished run as its artifact reloads, for re-checking (verify) or re-timing
+    (bench/retime.py): (its context, the model on the device, header, stages, artifact
+    path). Raises ArtifactError when the file does not load."""
+    path = artifact_path(results, rec)
+    model, header, stages = load_model(path)
+    device = resolve_device(device_name)
+    ctx = RunContext(spec_from_dict(rec["config"]), device=device, results=results,
+                     data_root=record_data_root(rec, data_root))
+    return ctx, model.to(device), header, stages, path
+
+
 def verify_record(rec: dict, results: Path, device_name: str = "cpu",
                   data_root: Path | None = None) -> list[str]:
-    spec = spec_from_dict(rec["config"])
-    path = Path(rec["artifact"])
-    if not path.is_absolute():
-        path = results / path
     try:
-        model, header, stages = load_model(path)
+        ctx, model, header, stages, path = reload_run(rec, results, device_name, data_root)
     except ArtifactError as e:
         return [f"artifact does not load: {e}"]
     problems = []
@@ -45,10 +54,6 @@ def verify_record(rec: dict, results: Path, device_name: str = "cpu",
     if changed:
         problems.append(changed)
     problems += stage_problems(model, header, stages)
-    device = resolve_device(device_name)
-    ctx = RunContext(spec, device=device, results=results,
-                     data_root=record_data_root(rec, data_root))
-    model.to(device)
     predict, _ = select_predictor(model, path, stages, ctx)
     miou = evaluate_as_recorded(ctx, predict, rec)
     if miou != rec["metrics"]["miou"]:

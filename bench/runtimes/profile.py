@@ -27,23 +27,12 @@ import numpy as np
 def op_profile(onnx_bytes: bytes, input_shape: tuple[int, ...], runs: int = 30,
                layout: str = "nhwc", threads: int = 1) -> dict[str, dict[str, float]]:
     """op type -> {"nodes": distinct nodes, "ms": mean milliseconds per inference}."""
-    import onnxruntime as ort
-
     from methods.onnx.export import INPUT_NAME
+    from methods.onnx.runtime import build_session
 
     with tempfile.TemporaryDirectory() as d:
-        so = ort.SessionOptions()
-        so.add_session_config_entry("session.set_denormal_as_zero", "1")  # bench/numerics.py
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.log_severity_level = 3
-        so.enable_profiling = True
-        so.profile_file_prefix = os.path.join(d, "ort")
-        disabled = ["NhwcTransformer"] if layout == "nchw" else []
-        sess = ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"],
-                                    disabled_optimizers=disabled)
+        sess = build_session(onnx_bytes, threads, layout, enable_profiling=True,
+                             profile_file_prefix=os.path.join(d, "ort"))
         x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
         for _ in range(3):  # warm-up rounds are in the trace too: counted apart below
             sess.run(None, {INPUT_NAME: x})

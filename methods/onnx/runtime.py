@@ -21,22 +21,31 @@ from methods.onnx.export import INPUT_NAME, export_onnx
 LAYOUTS = ("auto", "nhwc", "nchw")
 
 
-def make_session(onnx_bytes: bytes, threads: int | None = None,
-                 layout: str = "nhwc") -> ort.InferenceSession:
-    """`layout` nhwc lets onnxruntime run integer convs channels-last (its default);
-    nchw disables that pass (its NhwcTransformer)."""
+def build_session(onnx_bytes: bytes, threads: int | None = None, layout: str = "nhwc",
+                  **options) -> ort.InferenceSession:
+    """Every onnxruntime session segbench builds (timing, op counts, profiles): all graph
+    optimisations, sequential, errors only, denormals flushed in its threads and (without
+    the option, cleared) the calling one (bench/numerics.py). `layout` nhwc lets
+    onnxruntime run integer convs channels-last (its default); nchw disables that pass (its
+    NhwcTransformer). `options`: further SessionOptions attributes (e.g. profiling)."""
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = threads or torch.get_num_threads()
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3  # errors only
-    # flush denormals, in its threads and (without this, cleared) the calling one:
-    # bench/numerics.py
     so.add_session_config_entry("session.set_denormal_as_zero", "1")
+    for key, value in options.items():
+        setattr(so, key, value)
     disabled = ["NhwcTransformer"] if layout == "nchw" else []
     return ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"],
                                 disabled_optimizers=disabled)
+
+
+def make_session(onnx_bytes: bytes, threads: int | None = None,
+                 layout: str = "nhwc") -> ort.InferenceSession:
+    """A session to run and time (`build_session`)."""
+    return build_session(onnx_bytes, threads, layout)
 
 
 def tuned_session(onnx_bytes: bytes, input_shape: tuple[int, ...], threads: int | None = None,
@@ -130,13 +139,6 @@ def count_ops(onnx_bytes: bytes, optimized: bool = True, threads: int | None = 1
     else:
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "optimized.onnx")
-            so = ort.SessionOptions()
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            so.intra_op_num_threads = threads or 1
-            so.optimized_model_filepath = path
-            so.log_severity_level = 3
-            disabled = ["NhwcTransformer"] if layout == "nchw" else []
-            ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"],
-                                 disabled_optimizers=disabled)
+            build_session(onnx_bytes, threads or 1, layout, optimized_model_filepath=path)
             model = onnx.load(path)
     return dict(collections.Counter(n.op_type for n in model.graph.node))
